@@ -57,8 +57,10 @@ class ModelBackend(_message.Message):
     def __init__(self, builtin: _Optional[_Union[BuiltinBackend, _Mapping]] = ..., openai_compatible: _Optional[_Union[OpenAICompatibleBackend, _Mapping]] = ...) -> None: ...
 
 class BuiltinBackend(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("delta_interval_ms",)
+    DELTA_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    delta_interval_ms: int
+    def __init__(self, delta_interval_ms: _Optional[int] = ...) -> None: ...
 
 class OpenAICompatibleBackend(_message.Message):
     __slots__ = ("base_url", "model", "api_key_env", "timeout_ms")
