@@ -1,0 +1,1 @@
+"""Switchboard's gRPC core: services, domain, store, model backends and auth."""

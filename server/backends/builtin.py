@@ -1,0 +1,42 @@
+"""The builtin backend: a deterministic knowledge responder that needs no network or model.
+
+It answers with the best-ranked knowledge passage, or the agent's fallback reply when no
+passage scored above the threshold, streamed as groups of words."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+from server.backends import TurnContext
+
+DEFAULT_FALLBACK_REPLY = (
+    "I'm sorry, I don't have information about that. Could you rephrase, or ask about "
+    "something else?"
+)
+_WORDS_PER_DELTA = 4
+# A word with the whitespace after it, so that deltas concatenate to the exact reply.
+_WORD_WITH_SPACE = re.compile(r"\S+\s*|\s+")
+
+
+class KnowledgeResponder:
+    name = "builtin"
+
+    async def stream_reply(self, turn: TurnContext) -> AsyncIterator[str]:
+        interval = turn.agent.backend.builtin.delta_interval_ms / 1000
+        for index, delta in enumerate(word_groups(reply_text(turn))):
+            if interval and index:
+                await asyncio.sleep(interval)
+            yield delta
+
+
+def reply_text(turn: TurnContext) -> str:
+    if turn.passages:
+        return turn.passages[0].text
+    return turn.agent.fallback_reply or DEFAULT_FALLBACK_REPLY
+
+
+def word_groups(text: str, size: int = _WORDS_PER_DELTA) -> list[str]:
+    words = _WORD_WITH_SPACE.findall(text)
+    return ["".join(words[i : i + size]) for i in range(0, len(words), size)]

@@ -1,0 +1,169 @@
+"""The one domain error hierarchy, and its one mapping to gRPC status with rich details.
+
+Every failure a caller can act on is a `SwitchboardError`; `to_grpc_status` turns it into a
+`google.rpc.Status` carrying `ErrorInfo` (and `BadRequest` / `RetryInfo` where they apply).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+ERROR_DOMAIN = "switchboard"
+
+
+class SwitchboardError(Exception):
+    """A failure with a status code, a machine-readable reason and a message for people."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: str = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        field_violations: Sequence[tuple[str, str]] = (),
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.metadata = dict(metadata or {})
+        self.field_violations = list(field_violations)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class InvalidArgument(SwitchboardError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}", field_violations=[(field, description)])
+
+
+class NotFound(SwitchboardError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class AgentNotFound(NotFound):
+    reason = "AGENT_NOT_FOUND"
+
+    def __init__(self, agent: str) -> None:
+        super().__init__(f"agent {agent!r} does not exist", metadata={"agent": agent})
+
+
+class SessionNotFound(NotFound):
+    reason = "SESSION_NOT_FOUND"
+
+    def __init__(self, session: str) -> None:
+        super().__init__(f"session {session!r} does not exist", metadata={"session": session})
+
+
+class FailedPrecondition(SwitchboardError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+class AgentNotPublished(FailedPrecondition):
+    reason = "AGENT_NOT_PUBLISHED"
+
+    def __init__(self, agent: str) -> None:
+        super().__init__(
+            f"agent {agent!r} has no published version; publish it first",
+            metadata={"agent": agent},
+        )
+
+
+class AlreadyExists(SwitchboardError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
+
+
+class Conflict(SwitchboardError):
+    code = grpc.StatusCode.ABORTED
+    reason = "CONFLICT"
+
+
+class Unauthenticated(SwitchboardError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "API_KEY_INVALID"
+
+
+class PermissionDenied(SwitchboardError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "SCOPE_MISSING"
+
+
+class InsufficientBalance(SwitchboardError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "INSUFFICIENT_BALANCE"
+
+
+class RateLimited(SwitchboardError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RATE_LIMITED"
+
+
+class BackendUnavailable(SwitchboardError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "BACKEND_UNAVAILABLE"
+
+
+class BackendTimeout(SwitchboardError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "BACKEND_TIMEOUT"
+
+
+class Internal(SwitchboardError):
+    """An unexpected failure; its message never carries internals."""
+
+    def __init__(self) -> None:
+        super().__init__("internal error; the server log has the details")
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def to_status_proto(error: SwitchboardError) -> status_pb2.Status:
+    """The `google.rpc.Status` for an error: ErrorInfo always, BadRequest and RetryInfo when
+    they apply."""
+    details = [
+        _pack(
+            error_details_pb2.ErrorInfo(
+                reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+            )
+        )
+    ]
+    if error.field_violations:
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                        for f, d in error.field_violations
+                    ]
+                )
+            )
+        )
+    if error.retry_after_seconds is not None:
+        delay = duration_pb2.Duration()
+        delay.FromMilliseconds(int(error.retry_after_seconds * 1000))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+    return status_pb2.Status(
+        code=getattr(code_pb2, error.code.name), message=error.message, details=details
+    )
+
+
+def to_grpc_status(error: SwitchboardError) -> grpc.Status:
+    return rpc_status.to_status(to_status_proto(error))

@@ -1,0 +1,195 @@
+"""Conversions between store rows and `switchboard.v1` resources, and resource names."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import json_format, timestamp_pb2
+from switchboard.v1 import agent_pb2, key_service_pb2, session_pb2, usage_pb2
+
+from server.errors import InvalidArgument
+from server.store import tables
+
+_ROLE_TO_ENUM = {
+    "system": session_pb2.ROLE_SYSTEM,
+    "developer": session_pb2.ROLE_DEVELOPER,
+    "user": session_pb2.ROLE_USER,
+    "assistant": session_pb2.ROLE_ASSISTANT,
+    "tool": session_pb2.ROLE_TOOL,
+}
+_STATUS_TO_ENUM = {
+    "complete": session_pb2.MESSAGE_STATUS_COMPLETE,
+    "incomplete": session_pb2.MESSAGE_STATUS_INCOMPLETE,
+}
+_KIND_TO_ENUM = {
+    "secret": key_service_pb2.KEY_KIND_SECRET,
+    "publishable": key_service_pb2.KEY_KIND_PUBLISHABLE,
+}
+
+# The fields of `Agent` that are not its draft configuration.
+_IDENTITY_FIELDS = ("name", "id", "slug", "latest_version", "create_time", "update_time")
+# The draft fields of `Agent` that are stored as its config.
+CONFIG_FIELDS = tuple(
+    f.name for f in agent_pb2.Agent.DESCRIPTOR.fields if f.name not in _IDENTITY_FIELDS
+)
+
+
+def parse_name(name: str, collection: str, field: str) -> str:
+    """The id in `{collection}/{id}`; a bare id is accepted too."""
+    prefix = f"{collection}/"
+    value = name[len(prefix) :] if name.startswith(prefix) else name
+    if not value or "/" in value:
+        raise InvalidArgument(field, f"expected `{collection}/{{id}}`, got {name!r}")
+    return value
+
+
+def parse_child_name(name: str, parent: str, collection: str, field: str) -> tuple[str, str]:
+    """The ids in `{parent}/{a}/{collection}/{b}`."""
+    parts = name.split("/")
+    if len(parts) != 4 or parts[0] != parent or parts[2] != collection or not all(parts):
+        raise InvalidArgument(
+            field, f"expected `{parent}/{{id}}/{collection}/{{id}}`, got {name!r}"
+        )
+    return parts[1], parts[3]
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def agent_config(agent: agent_pb2.Agent) -> dict[str, Any]:
+    """The stored form of an agent's draft: the proto JSON of its config fields."""
+    config = agent_pb2.Agent()
+    config.CopyFrom(agent)
+    for name in _IDENTITY_FIELDS:
+        config.ClearField(name)
+    return json_format.MessageToDict(config, preserving_proto_field_name=True)
+
+
+def agent_from_config(config: dict[str, Any]) -> agent_pb2.Agent:
+    return json_format.ParseDict(config, agent_pb2.Agent(), ignore_unknown_fields=True)
+
+
+def agent_to_proto(row: tables.Agent, config: dict[str, Any] | None = None) -> agent_pb2.Agent:
+    agent = agent_from_config(row.config if config is None else config)
+    agent.name = f"agents/{row.id}"
+    agent.id = row.id
+    agent.slug = row.slug or ""
+    agent.latest_version = row.latest_version
+    agent.create_time.CopyFrom(timestamp(row.created_at))
+    agent.update_time.CopyFrom(timestamp(row.updated_at))
+    return agent
+
+
+def version_to_proto(row: tables.AgentVersion, agent: tables.Agent) -> agent_pb2.AgentVersion:
+    snapshot = agent_to_proto(agent, row.config)
+    snapshot.latest_version = row.version
+    return agent_pb2.AgentVersion(
+        name=f"agents/{row.agent_id}/versions/{row.version}",
+        version=row.version,
+        agent=snapshot,
+        create_time=timestamp(row.created_at),
+    )
+
+
+def document_to_proto(row: tables.KnowledgeDocument) -> agent_pb2.KnowledgeDocument:
+    return agent_pb2.KnowledgeDocument(
+        name=f"agents/{row.agent_id}/documents/{row.id}",
+        id=row.id,
+        title=row.title,
+        content=row.content,
+        mime_type=row.mime_type,
+        passage_count=row.passage_count,
+        create_time=timestamp(row.created_at),
+    )
+
+
+def session_to_proto(row: tables.Session, message_count: int) -> session_pb2.Session:
+    return session_pb2.Session(
+        name=f"sessions/{row.id}",
+        id=row.id,
+        agent=f"agents/{row.agent_id}",
+        labels=row.labels,
+        message_count=message_count,
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
+    )
+
+
+def sources_to_proto(row: tables.Message) -> list[session_pb2.Source]:
+    return [session_pb2.Source(**source) for source in row.sources]
+
+
+def message_to_proto(row: tables.Message) -> session_pb2.Message:
+    message = session_pb2.Message(
+        name=f"sessions/{row.session_id}/messages/{row.id}",
+        id=row.id,
+        position=row.position,
+        role=_ROLE_TO_ENUM.get(row.role, session_pb2.ROLE_UNSPECIFIED),
+        content=row.content,
+        status=_STATUS_TO_ENUM[row.status],
+        create_time=timestamp(row.created_at),
+    )
+    if row.role == "assistant":
+        message.usage.CopyFrom(usage_of(row))
+        message.metrics.CopyFrom(metrics_of(row))
+        message.sources.extend(sources_to_proto(row))
+    return message
+
+
+def usage_of(row: tables.Message) -> usage_pb2.Usage:
+    return usage_pb2.Usage(
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        total_tokens=row.prompt_tokens + row.completion_tokens,
+    )
+
+
+def metrics_of(row: tables.Message) -> session_pb2.ReplyMetrics:
+    return session_pb2.ReplyMetrics(
+        backend=row.backend or "",
+        agent_version=row.agent_version or 0,
+        latency_ms=row.latency_ms or 0,
+        time_to_first_token_ms=row.time_to_first_token_ms or 0,
+    )
+
+
+def key_to_proto(row: tables.ApiKey, secret: str = "") -> key_service_pb2.Key:
+    return key_service_pb2.Key(
+        name=f"keys/{row.id}",
+        id=row.id,
+        display_name=row.display_name,
+        kind=_KIND_TO_ENUM[row.kind],
+        scopes=row.scopes,
+        allowed_agents=row.allowed_agents,
+        allowed_origins=row.allowed_origins,
+        prefix=row.prefix,
+        secret=secret,
+        create_time=timestamp(row.created_at),
+        revoke_time=timestamp(row.revoked_at),
+    )
+
+
+def page_size(requested: int, default: int = 50) -> int:
+    if requested < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    return min(requested or default, 1000)
+
+
+def encode_page_token(value: str | int) -> str:
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> str | None:
+    if not token:
+        return None
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument("page_token", "is not a token this server issued") from exc

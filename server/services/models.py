@@ -1,0 +1,50 @@
+"""`switchboard.v1.ModelService`: published agents in the OpenAI model shapes."""
+
+from __future__ import annotations
+
+import grpc
+from switchboard.v1 import model_service_pb2, model_service_pb2_grpc
+
+from server.auth import current_principal
+from server.errors import InvalidArgument
+from server.store.repository import Repository
+from server.store.tables import Agent
+
+
+def _model(agent: Agent) -> model_service_pb2.Model:
+    return model_service_pb2.Model(
+        id=agent.slug or agent.id,
+        object="model",
+        created=int(agent.created_at.timestamp()),
+        owned_by="switchboard",
+        agent_id=agent.id,
+        version=agent.latest_version,
+    )
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, repository: Repository) -> None:
+        self._repository = repository
+
+    async def ListModels(
+        self, request: model_service_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> model_service_pb2.ListModelsResponse:
+        principal = current_principal()
+        agents = await self._repository.list_agents(
+            principal.workspace_id, limit=10_000, after=None, published_only=True
+        )
+        return model_service_pb2.ListModelsResponse(
+            object="list",
+            data=[_model(a) for a in agents if principal.may_use_agent(a.id, a.slug)],
+        )
+
+    async def GetModel(
+        self, request: model_service_pb2.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> model_service_pb2.Model:
+        if not request.model:
+            raise InvalidArgument("model", "name the agent id or slug")
+        principal = current_principal()
+        published = await self._repository.get_published_agent(
+            principal.workspace_id, request.model
+        )
+        return _model(published.agent)

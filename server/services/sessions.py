@@ -1,0 +1,189 @@
+"""`switchboard.v1.SessionService`: sessions, their messages, and turns with typed events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+
+import grpc
+from google.protobuf import empty_pb2
+from switchboard.v1 import session_pb2, session_service_pb2, session_service_pb2_grpc
+
+from server import idempotency, resources
+from server.auth import current_principal
+from server.chat import ContentDelta, TurnDone, TurnRequest, TurnRunner
+from server.errors import InvalidArgument, SwitchboardError
+from server.store.repository import Repository
+
+
+def _done_event(done: TurnDone) -> session_service_pb2.Done:
+    reply = done.reply
+    return session_service_pb2.Done(
+        session=f"sessions/{reply.session_id}",
+        message=f"sessions/{reply.session_id}/messages/{reply.id}",
+        usage=resources.usage_of(reply),
+        sources=resources.sources_to_proto(reply),
+        metrics=resources.metrics_of(reply),
+    )
+
+
+class SessionService(session_service_pb2_grpc.SessionServiceServicer):
+    def __init__(self, repository: Repository, turns: TurnRunner) -> None:
+        self._repository = repository
+        self._turns = turns
+
+    async def CreateSession(
+        self,
+        request: session_service_pb2.CreateSessionRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> session_pb2.Session:
+        if not request.session.agent:
+            raise InvalidArgument("session.agent", "name the agent, `agents/{id or slug}`")
+        agent = resources.parse_name(request.session.agent, "agents", "session.agent")
+        principal = current_principal()
+        published = await self._repository.get_published_agent(principal.workspace_id, agent)
+        row = await self._repository.create_session(
+            principal.workspace_id, published.agent.id, labels=dict(request.session.labels)
+        )
+        return resources.session_to_proto(row, 0)
+
+    async def GetSession(
+        self, request: session_service_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
+    ) -> session_pb2.Session:
+        session = resources.parse_name(request.name, "sessions", "name")
+        row, count = await self._repository.get_session(current_principal().workspace_id, session)
+        return resources.session_to_proto(row, count)
+
+    async def ListSessions(
+        self,
+        request: session_service_pb2.ListSessionsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> session_service_pb2.ListSessionsResponse:
+        workspace = current_principal().workspace_id
+        agent_id = None
+        if request.agent:
+            agent = resources.parse_name(request.agent, "agents", "agent")
+            agent_id = (await self._repository.get_agent(workspace, agent)).id
+        limit = resources.page_size(request.page_size)
+        rows = await self._repository.list_sessions(
+            workspace,
+            agent_id=agent_id,
+            limit=limit + 1,
+            before=resources.decode_page_token(request.page_token),
+        )
+        page = rows[:limit]
+        return session_service_pb2.ListSessionsResponse(
+            sessions=[resources.session_to_proto(row, count) for row, count in page],
+            next_page_token=(
+                resources.encode_page_token(page[-1][0].id) if len(rows) > limit else ""
+            ),
+        )
+
+    async def DeleteSession(
+        self,
+        request: session_service_pb2.DeleteSessionRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> empty_pb2.Empty:
+        session = resources.parse_name(request.name, "sessions", "name")
+        await self._repository.delete_session(current_principal().workspace_id, session)
+        return empty_pb2.Empty()
+
+    async def ListMessages(
+        self,
+        request: session_service_pb2.ListMessagesRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> session_service_pb2.ListMessagesResponse:
+        session = resources.parse_name(request.parent, "sessions", "parent")
+        await self._repository.get_session(current_principal().workspace_id, session)
+        limit = resources.page_size(request.page_size, default=100)
+        token = resources.decode_page_token(request.page_token)
+        if token is not None and not token.isdigit():
+            raise InvalidArgument("page_token", "is not a token this server issued")
+        rows = await self._repository.list_messages(
+            session, limit=limit + 1, after=int(token) if token else 0
+        )
+        page = rows[:limit]
+        return session_service_pb2.ListMessagesResponse(
+            messages=[resources.message_to_proto(row) for row in page],
+            next_page_token=(
+                resources.encode_page_token(page[-1].position) if len(rows) > limit else ""
+            ),
+        )
+
+    async def SendMessage(
+        self,
+        request: session_service_pb2.SendMessageRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> session_service_pb2.SendMessageResponse:
+        principal = current_principal()
+
+        async def produce() -> session_service_pb2.SendMessageResponse:
+            turn = await self._turn_request(request)
+            async with aclosing(self._turns.run(principal, turn)) as events:
+                async for event in events:
+                    if isinstance(event, TurnDone):
+                        stored = await self._repository.list_messages(
+                            event.reply.session_id, after=event.reply.position - 2, limit=1
+                        )
+                        return session_service_pb2.SendMessageResponse(
+                            message=resources.message_to_proto(stored[0]),
+                            reply=resources.message_to_proto(event.reply),
+                            quick_replies=event.quick_replies,
+                        )
+            raise AssertionError("a turn always ends with TurnDone")
+
+        return await idempotency.once(
+            self._repository,
+            principal.workspace_id,
+            idempotency.idempotency_key(context),
+            "SendMessage",
+            request,
+            session_service_pb2.SendMessageResponse,
+            produce,
+        )
+
+    async def StreamMessage(
+        self,
+        request: session_service_pb2.SendMessageRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[session_service_pb2.MessageEvent]:
+        turn = await self._turn_request(request)
+        began = False
+        try:
+            async with aclosing(self._turns.run(current_principal(), turn)) as events:
+                async for event in events:
+                    if isinstance(event, ContentDelta):
+                        began = True
+                        yield session_service_pb2.MessageEvent(
+                            content=session_service_pb2.ContentDelta(text=event.text)
+                        )
+                    elif isinstance(event, TurnDone):
+                        if event.quick_replies:
+                            yield session_service_pb2.MessageEvent(
+                                quick_replies=session_service_pb2.QuickReplies(
+                                    replies=event.quick_replies
+                                )
+                            )
+                        yield session_service_pb2.MessageEvent(done=_done_event(event))
+        except SwitchboardError as error:
+            if not began:
+                raise
+            yield session_service_pb2.MessageEvent(
+                error=session_service_pb2.StreamError(
+                    code=error.code.name, message=error.message, reason=error.reason
+                )
+            )
+
+    async def _turn_request(self, request: session_service_pb2.SendMessageRequest) -> TurnRequest:
+        session_id = resources.parse_name(request.parent, "sessions", "parent")
+        if not request.content.strip():
+            raise InvalidArgument("content", "must not be empty")
+        session, _ = await self._repository.get_session(
+            current_principal().workspace_id, session_id
+        )
+        return TurnRequest(
+            agent=session.agent_id,
+            messages=[("user", request.content)],
+            session_id=session_id,
+            messages_field="content",
+        )

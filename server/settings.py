@@ -1,0 +1,8 @@
+"""Defaults of the server's settings; flags and `SWITCHBOARD_*` variables override them."""
+
+from __future__ import annotations
+
+DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
+DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///switchboard.db"
+DEFAULT_MAX_BODY_BYTES = 1_048_576

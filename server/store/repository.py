@@ -1,0 +1,527 @@
+"""The repository: the store's operations in domain words, so services never build SQL.
+
+Every operation is scoped to a workspace; a row of another workspace is *not found*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from server import ids
+from server.errors import (
+    AgentNotFound,
+    AgentNotPublished,
+    AlreadyExists,
+    NotFound,
+    SessionNotFound,
+)
+from server.store.database import is_sqlite
+from server.store.tables import (
+    Agent,
+    AgentVersion,
+    ApiKey,
+    IdempotencyRecord,
+    KnowledgeDocument,
+    Message,
+    Passage,
+    Session,
+    UsageRecord,
+    Workspace,
+    utcnow,
+)
+
+
+@dataclass(frozen=True)
+class ScoredPassage:
+    """A knowledge passage ranked against a question; `score` is normalised to 0..1."""
+
+    document_id: str
+    title: str
+    position: int
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class PublishedAgent:
+    """The version chat serves: the agent row and the immutable config of its latest version."""
+
+    agent: Agent
+    version: int
+    config: dict[str, Any]
+
+
+class Repository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sqlite = is_sqlite(str(engine.url))
+        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        # Published versions never change, so their configs are cached for good.
+        self._versions: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def session(self) -> AsyncSession:
+        return self._sessions()
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # Workspaces
+
+    async def ensure_workspace(self, workspace_id: str, name: str) -> Workspace:
+        async with self.session() as db:
+            workspace = await db.get(Workspace, workspace_id)
+            if workspace is None:
+                workspace = Workspace(id=workspace_id, name=name)
+                db.add(workspace)
+                await db.commit()
+            return workspace
+
+    # Keys
+
+    async def create_key(
+        self,
+        workspace_id: str,
+        *,
+        display_name: str,
+        kind: str,
+        scopes: Sequence[str],
+        allowed_agents: Sequence[str] = (),
+        allowed_origins: Sequence[str] = (),
+    ) -> tuple[ApiKey, str]:
+        """Stores a new key and returns it with its secret, which is not stored."""
+        secret = ids.new_secret("pk" if kind == "publishable" else "sk")
+        key = ApiKey(
+            id=ids.new_id("key"),
+            workspace_id=workspace_id,
+            display_name=display_name,
+            kind=kind,
+            secret_hash=ids.hash_secret(secret),
+            prefix=secret[:7],
+            scopes=list(scopes),
+            allowed_agents=list(allowed_agents),
+            allowed_origins=list(allowed_origins),
+        )
+        async with self.session() as db:
+            db.add(key)
+            await db.commit()
+        return key, secret
+
+    async def find_key(self, secret: str) -> ApiKey | None:
+        """The live key with this secret, or None."""
+        async with self.session() as db:
+            result = await db.exec(
+                select(ApiKey).where(ApiKey.secret_hash == ids.hash_secret(secret))  # type: ignore[arg-type]
+            )
+            key = result.scalars().first()
+        if key is None or key.revoked_at is not None:
+            return None
+        return key
+
+    async def list_keys(self, workspace_id: str, *, limit: int, after: str | None) -> list[ApiKey]:
+        query = select(ApiKey).where(ApiKey.workspace_id == workspace_id)
+        if after:
+            query = query.where(ApiKey.id > after)
+        async with self.session() as db:
+            result = await db.exec(query.order_by(ApiKey.id).limit(limit))  # type: ignore[arg-type]
+            return list(result.scalars())
+
+    async def revoke_key(self, workspace_id: str, key_id: str) -> ApiKey:
+        async with self.session() as db:
+            key = await db.get(ApiKey, key_id)
+            if key is None or key.workspace_id != workspace_id:
+                raise NotFound(f"key {key_id!r} does not exist", reason="KEY_NOT_FOUND")
+            if key.revoked_at is None:
+                key.revoked_at = utcnow()
+                db.add(key)
+                await db.commit()
+            return key
+
+    # Agents
+
+    async def create_agent(
+        self, workspace_id: str, *, slug: str | None, config: dict[str, Any]
+    ) -> Agent:
+        agent = Agent(id=ids.new_id("agt"), workspace_id=workspace_id, slug=slug, config=config)
+        async with self.session() as db:
+            db.add(agent)
+            try:
+                await db.commit()
+            except IntegrityError as exc:
+                raise AlreadyExists(
+                    f"an agent with slug {slug!r} already exists", reason="SLUG_TAKEN"
+                ) from exc
+        return agent
+
+    async def get_agent(self, workspace_id: str, agent: str) -> Agent:
+        """By `agt_` id or slug."""
+        async with self.session() as db:
+            row = await self._find_agent(db, workspace_id, agent)
+        if row is None:
+            raise AgentNotFound(agent)
+        return row
+
+    @staticmethod
+    async def _find_agent(db: AsyncSession, workspace_id: str, agent: str) -> Agent | None:
+        column = Agent.id if agent.startswith("agt_") else Agent.slug
+        result = await db.exec(
+            select(Agent).where(Agent.workspace_id == workspace_id, column == agent)  # type: ignore[arg-type]
+        )
+        return result.scalars().first()
+
+    async def list_agents(
+        self, workspace_id: str, *, limit: int, after: str | None, published_only: bool = False
+    ) -> list[Agent]:
+        query = select(Agent).where(Agent.workspace_id == workspace_id)
+        if published_only:
+            query = query.where(Agent.latest_version > 0)
+        if after:
+            query = query.where(Agent.id > after)
+        async with self.session() as db:
+            result = await db.exec(query.order_by(Agent.id).limit(limit))  # type: ignore[arg-type]
+            return list(result.scalars())
+
+    async def update_agent(
+        self, workspace_id: str, agent: str, *, slug: str | None, config: dict[str, Any]
+    ) -> Agent:
+        async with self.session() as db:
+            row = await self._find_agent(db, workspace_id, agent)
+            if row is None:
+                raise AgentNotFound(agent)
+            row.slug = slug
+            row.config = config
+            row.updated_at = utcnow()
+            db.add(row)
+            try:
+                await db.commit()
+            except IntegrityError as exc:
+                raise AlreadyExists(
+                    f"an agent with slug {slug!r} already exists", reason="SLUG_TAKEN"
+                ) from exc
+            return row
+
+    async def delete_agent(self, workspace_id: str, agent: str) -> None:
+        async with self.session() as db:
+            row = await self._find_agent(db, workspace_id, agent)
+            if row is None:
+                raise AgentNotFound(agent)
+            sessions = select(Session.id).where(Session.agent_id == row.id)
+            await db.exec(delete(Message).where(Message.session_id.in_(sessions)))  # type: ignore[call-overload,attr-defined]
+            await db.exec(delete(Session).where(Session.agent_id == row.id))  # type: ignore[call-overload,arg-type]
+            await self._delete_passages(db, Passage.agent_id == row.id)
+            await db.exec(delete(KnowledgeDocument).where(KnowledgeDocument.agent_id == row.id))  # type: ignore[call-overload,arg-type]
+            await db.exec(delete(AgentVersion).where(AgentVersion.agent_id == row.id))  # type: ignore[call-overload,arg-type]
+            await db.delete(row)
+            await db.commit()
+
+    async def publish_agent(self, workspace_id: str, agent: str) -> AgentVersion:
+        """Snapshots the draft as the next version. The version bump is one atomic UPDATE, so
+        concurrent publishes get distinct numbers."""
+        async with self.session() as db:
+            row = await self._find_agent(db, workspace_id, agent)
+            if row is None:
+                raise AgentNotFound(agent)
+            result = await db.exec(
+                update(Agent)  # type: ignore[call-overload]
+                .where(Agent.id == row.id)  # type: ignore[arg-type]
+                .values(latest_version=Agent.latest_version + 1)
+                .returning(Agent.latest_version, Agent.config)
+            )
+            number, config = result.one()
+            version = AgentVersion(agent_id=row.id, version=number, config=config)
+            db.add(version)
+            await db.commit()
+            return version
+
+    async def list_agent_versions(
+        self, workspace_id: str, agent: str, *, limit: int, before: int | None
+    ) -> list[AgentVersion]:
+        row = await self.get_agent(workspace_id, agent)
+        query = select(AgentVersion).where(AgentVersion.agent_id == row.id)
+        if before is not None:
+            query = query.where(AgentVersion.version < before)
+        async with self.session() as db:
+            result = await db.exec(
+                query.order_by(AgentVersion.version.desc()).limit(limit)  # type: ignore[attr-defined]
+            )
+            return list(result.scalars())
+
+    async def get_published_agent(self, workspace_id: str, agent: str) -> PublishedAgent:
+        row = await self.get_agent(workspace_id, agent)
+        if row.latest_version == 0:
+            raise AgentNotPublished(agent)
+        cache_key = (row.id, row.latest_version)
+        config = self._versions.get(cache_key)
+        if config is None:
+            async with self.session() as db:
+                version = await db.get(AgentVersion, cache_key)
+            assert version is not None
+            config = self._versions[cache_key] = version.config
+        return PublishedAgent(agent=row, version=row.latest_version, config=config)
+
+    # Knowledge
+
+    async def add_document(
+        self,
+        workspace_id: str,
+        agent: str,
+        *,
+        title: str,
+        content: str,
+        mime_type: str,
+        passages: Sequence[tuple[str, str]],
+    ) -> KnowledgeDocument:
+        """Stores a document and indexes its `(heading, text)` passages in one transaction."""
+        row = await self.get_agent(workspace_id, agent)
+        document = KnowledgeDocument(
+            id=ids.new_id("doc"),
+            agent_id=row.id,
+            title=title,
+            content=content,
+            mime_type=mime_type,
+            passage_count=len(passages),
+        )
+        async with self.session() as db:
+            db.add(document)
+            await db.flush()
+            rows = [
+                Passage(document_id=document.id, agent_id=row.id, position=i, heading=h, text=t)
+                for i, (h, t) in enumerate(passages)
+            ]
+            db.add_all(rows)
+            await db.flush()
+            if self._sqlite and rows:
+                connection = await db.connection()
+                await connection.execute(
+                    text("INSERT INTO passage_index(rowid, heading, text) VALUES (:id, :h, :t)"),
+                    [{"id": p.id, "h": p.heading, "t": p.text} for p in rows],
+                )
+            await db.commit()
+        return document
+
+    async def list_documents(
+        self, workspace_id: str, agent: str, *, limit: int, after: str | None
+    ) -> list[KnowledgeDocument]:
+        row = await self.get_agent(workspace_id, agent)
+        query = select(KnowledgeDocument).where(KnowledgeDocument.agent_id == row.id)
+        if after:
+            query = query.where(KnowledgeDocument.id > after)
+        async with self.session() as db:
+            result = await db.exec(query.order_by(KnowledgeDocument.id).limit(limit))  # type: ignore[arg-type]
+            return list(result.scalars())
+
+    async def delete_document(self, workspace_id: str, agent: str, document_id: str) -> None:
+        row = await self.get_agent(workspace_id, agent)
+        async with self.session() as db:
+            document = await db.get(KnowledgeDocument, document_id)
+            if document is None or document.agent_id != row.id:
+                raise NotFound(
+                    f"document {document_id!r} does not exist", reason="DOCUMENT_NOT_FOUND"
+                )
+            await self._delete_passages(db, Passage.document_id == document_id)
+            await db.delete(document)
+            await db.commit()
+
+    async def _delete_passages(self, db: AsyncSession, condition: Any) -> None:
+        if self._sqlite:
+            doomed = (await db.exec(select(Passage.id).where(condition))).all()  # type: ignore[call-overload]
+            if doomed:
+                connection = await db.connection()
+                await connection.execute(
+                    text("DELETE FROM passage_index WHERE rowid = :id"),
+                    [{"id": row[0]} for row in doomed],
+                )
+        await db.exec(delete(Passage).where(condition))  # type: ignore[call-overload]
+
+    async def search_passages(
+        self, agent_id: str, terms: Sequence[str], *, limit: int
+    ) -> list[ScoredPassage]:
+        """The best passages of an agent's knowledge for any of the terms, best first.
+
+        SQLite ranks with FTS5 bm25 (heading weighted double), PostgreSQL with ts_rank_cd;
+        both raw ranks r are normalised as r / (r + 1)."""
+        if not terms:
+            return []
+        if self._sqlite:
+            query = text(
+                "SELECT p.document_id, d.title, p.position, p.text, "
+                "-bm25(passage_index, 2.0, 1.0) AS raw "
+                "FROM passage_index JOIN passages p ON p.id = passage_index.rowid "
+                "JOIN knowledge_documents d ON d.id = p.document_id "
+                "WHERE passage_index MATCH :q AND p.agent_id = :agent "
+                "ORDER BY raw DESC, p.id LIMIT :limit"
+            )
+            match = " OR ".join(f'"{term}"' for term in terms)
+        else:
+            query = text(
+                "SELECT p.document_id, d.title, p.position, p.text, "
+                "ts_rank_cd(p.search, q) AS raw "
+                "FROM passages p JOIN knowledge_documents d ON d.id = p.document_id, "
+                "to_tsquery('english', :q) q "
+                "WHERE p.agent_id = :agent AND p.search @@ q "
+                "ORDER BY raw DESC, p.id LIMIT :limit"
+            )
+            match = " | ".join(terms)
+        async with self.engine.connect() as connection:
+            result = await connection.execute(
+                query, {"q": match, "agent": agent_id, "limit": limit}
+            )
+            rows = result.all()
+        return [
+            ScoredPassage(
+                document_id=doc, title=title, position=pos, text=body, score=raw / (raw + 1)
+            )
+            for doc, title, pos, body, raw in rows
+            if raw > 0
+        ]
+
+    # Sessions and messages
+
+    async def create_session(
+        self, workspace_id: str, agent_id: str, *, labels: dict[str, str]
+    ) -> Session:
+        session = Session(
+            id=ids.new_id("sess"), workspace_id=workspace_id, agent_id=agent_id, labels=labels
+        )
+        async with self.session() as db:
+            db.add(session)
+            await db.commit()
+        return session
+
+    async def get_session(self, workspace_id: str, session_id: str) -> tuple[Session, int]:
+        """The session and how many messages it holds."""
+        async with self.session() as db:
+            session = await db.get(Session, session_id)
+            if session is None or session.workspace_id != workspace_id:
+                raise SessionNotFound(session_id)
+            count = await db.scalar(
+                select(func.count()).where(Message.session_id == session_id)  # type: ignore[arg-type]
+            )
+        return session, int(count or 0)
+
+    async def list_sessions(
+        self, workspace_id: str, *, agent_id: str | None, limit: int, before: str | None
+    ) -> list[tuple[Session, int]]:
+        counts = (
+            select(func.count())
+            .where(Message.session_id == Session.id)  # type: ignore[arg-type]
+            .scalar_subquery()
+        )
+        query = select(Session, counts).where(Session.workspace_id == workspace_id)
+        if agent_id:
+            query = query.where(Session.agent_id == agent_id)
+        if before:
+            query = query.where(Session.id < before)
+        async with self.session() as db:
+            result = await db.exec(query.order_by(Session.id.desc()).limit(limit))  # type: ignore[attr-defined,call-overload]
+            return [(session, int(count)) for session, count in result.all()]
+
+    async def delete_session(self, workspace_id: str, session_id: str) -> None:
+        async with self.session() as db:
+            session = await db.get(Session, session_id)
+            if session is None or session.workspace_id != workspace_id:
+                raise SessionNotFound(session_id)
+            await db.exec(delete(Message).where(Message.session_id == session_id))  # type: ignore[call-overload,arg-type]
+            await db.delete(session)
+            await db.commit()
+
+    async def list_messages(
+        self, session_id: str, *, limit: int | None = None, after: int = 0
+    ) -> list[Message]:
+        query = select(Message).where(Message.session_id == session_id, Message.position > after)
+        query = query.order_by(Message.position)  # type: ignore[arg-type]
+        if limit is not None:
+            query = query.limit(limit)
+        async with self.session() as db:
+            result = await db.exec(query)  # type: ignore[call-overload]
+            return list(result.scalars())
+
+    async def start_turn(
+        self,
+        workspace_id: str,
+        *,
+        agent_id: str,
+        session_id: str | None,
+        labels: dict[str, str],
+        messages: Sequence[tuple[str, str]],
+    ) -> tuple[Session, list[Message], int]:
+        """Appends a turn's incoming `(role, content)` messages and reserves the position of
+        its reply, in one transaction. Without `session_id` a new session is created.
+
+        Returns the session, the stored messages and the reply's position. Reserving positions
+        with one atomic UPDATE keeps concurrent turns of a session from interleaving, on any
+        number of replicas."""
+        needed = len(messages) + 1
+        async with self.session() as db:
+            if session_id is None:
+                session = Session(
+                    id=ids.new_id("sess"),
+                    workspace_id=workspace_id,
+                    agent_id=agent_id,
+                    labels=labels,
+                    last_position=needed,
+                )
+                db.add(session)
+                # No ORM relationships, so the session row is flushed before its messages.
+                await db.flush()
+                first = 1
+            else:
+                result = await db.exec(
+                    update(Session)  # type: ignore[call-overload]
+                    .where(Session.id == session_id, Session.workspace_id == workspace_id)  # type: ignore[arg-type]
+                    .values(last_position=Session.last_position + needed, updated_at=utcnow())
+                    .returning(Session)
+                )
+                session = result.scalars().first()
+                if session is None:
+                    raise SessionNotFound(session_id)
+                first = session.last_position - needed + 1
+            stored = [
+                Message(
+                    id=ids.new_id("msg"),
+                    session_id=session.id,
+                    position=first + i,
+                    role=role,
+                    content=content,
+                )
+                for i, (role, content) in enumerate(messages)
+            ]
+            db.add_all(stored)
+            await db.commit()
+        return session, stored, first + len(messages)
+
+    async def finish_turn(self, reply: Message, usage: UsageRecord) -> None:
+        """Stores a turn's reply and its usage record together."""
+        async with self.session() as db:
+            db.add(reply)
+            db.add(usage)
+            await db.commit()
+
+    # Idempotency
+
+    async def find_idempotent_result(self, workspace_id: str, key: str) -> IdempotencyRecord | None:
+        async with self.session() as db:
+            return await db.get(IdempotencyRecord, (workspace_id, key))
+
+    async def save_idempotent_result(self, record: IdempotencyRecord) -> None:
+        async with self.session() as db:
+            db.add(record)
+            try:
+                await db.commit()
+            except IntegrityError:
+                await db.rollback()
+
+    async def count_usage(self, workspace_id: str) -> int:
+        async with self.session() as db:
+            total = await db.scalar(
+                select(func.coalesce(func.sum(UsageRecord.total_tokens), 0)).where(
+                    UsageRecord.workspace_id == workspace_id  # type: ignore[arg-type]
+                )
+            )
+        return int(total or 0)

@@ -1,0 +1,157 @@
+"""The tables, declared once with SQLModel. The Alembic migrations create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Workspace(SQLModel, table=True):
+    __tablename__ = "workspaces"
+
+    id: str = Field(primary_key=True)
+    name: str
+    # Tokens left; None means unmetered.
+    token_balance: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspaces.id", index=True)
+    display_name: str = ""
+    kind: str = "secret"
+    secret_hash: str = Field(unique=True)
+    prefix: str
+    scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    allowed_agents: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    allowed_origins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class Agent(SQLModel, table=True):
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("workspace_id", "slug"),)
+
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspaces.id", index=True)
+    slug: str | None = None
+    # The draft configuration, as the proto JSON of `switchboard.v1.Agent`.
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    latest_version: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AgentVersion(SQLModel, table=True):
+    __tablename__ = "agent_versions"
+
+    agent_id: str = Field(foreign_key="agents.id", primary_key=True)
+    version: int = Field(primary_key=True)
+    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class KnowledgeDocument(SQLModel, table=True):
+    __tablename__ = "knowledge_documents"
+
+    id: str = Field(primary_key=True)
+    agent_id: str = Field(foreign_key="agents.id", index=True)
+    title: str = ""
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    mime_type: str = "text/markdown"
+    passage_count: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Passage(SQLModel, table=True):
+    """A ranked unit of knowledge. SQLite indexes heading and text in the FTS5 table
+    `passage_index` (rowid = id); PostgreSQL in the generated tsvector column `search`."""
+
+    __tablename__ = "passages"
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_id: str = Field(foreign_key="knowledge_documents.id", index=True)
+    agent_id: str = Field(index=True)
+    position: int
+    # The markdown heading above the passage: searched, not replied.
+    heading: str = ""
+    text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Session(SQLModel, table=True):
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_workspace_agent", "workspace_id", "agent_id"),)
+
+    id: str = Field(primary_key=True)
+    workspace_id: str = Field(foreign_key="workspaces.id", index=True)
+    agent_id: str = Field(foreign_key="agents.id")
+    labels: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The last position handed out; turns reserve theirs atomically by bumping it.
+    last_position: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    """One message; rows are inserted, never updated."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("session_id", "position"),)
+
+    id: str = Field(primary_key=True)
+    session_id: str = Field(foreign_key="sessions.id")
+    position: int
+    role: str
+    content: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = "complete"
+    agent_version: int | None = None
+    backend: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: int | None = None
+    time_to_first_token_ms: int | None = None
+    sources: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class UsageRecord(SQLModel, table=True):
+    """Tokens of one completion, per key, agent and session."""
+
+    __tablename__ = "usage_records"
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: str = Field(index=True)
+    key_id: str | None = Field(default=None, index=True)
+    agent_id: str
+    session_id: str
+    message_id: str | None = None
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """The first result of a request sent with an `idempotency-key`."""
+
+    __tablename__ = "idempotency_records"
+
+    workspace_id: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    method: str
+    request_hash: str
+    response: bytes
+    created_at: datetime = Field(default_factory=utcnow)
