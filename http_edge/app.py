@@ -1,0 +1,93 @@
+"""The edge's Starlette application and its uvicorn runner."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount, Route
+
+from http_edge.core import CoreClient
+from http_edge.health import Healthz, Readyz
+from http_edge.marshal import encode_json
+from http_edge.middleware import RequestIdMiddleware
+from http_edge.mux import RouteTable, load_routes
+from http_edge.openai import CHAT_COMPLETIONS_PATH, ChatCompletions, RedirectToChatCompletions
+from http_edge.openapi import build_openapi
+from http_edge.responses import send_bytes
+from http_edge.transcoder import Transcoder
+from http_edge.types import Receive, Scope, Send
+
+DEFAULT_MAX_BODY_BYTES = 1_048_576
+DEFAULT_PING_INTERVAL = 15.0
+
+
+class _OpenAPIDocument:
+    def __init__(self, document: bytes) -> None:
+        self._document = document
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_bytes(send, 200, self._document)
+
+
+def create_app(
+    core_target: str,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ping_interval: float = DEFAULT_PING_INTERVAL,
+) -> Starlette:
+    """The edge in front of the gRPC core at `core_target` (`host:port`)."""
+    routes = load_routes()
+    core = CoreClient(core_target, routes)
+    transcoder = Transcoder(
+        RouteTable(routes), core, max_body_bytes=max_body_bytes, ping_interval=ping_interval
+    )
+    chat = ChatCompletions(core, max_body_bytes=max_body_bytes, ping_interval=ping_interval)
+    openapi = _OpenAPIDocument(encode_json(build_openapi(routes, _version())))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await core.start()
+        try:
+            yield
+        finally:
+            await core.close()
+
+    return Starlette(
+        routes=[
+            Route(CHAT_COMPLETIONS_PATH, chat),
+            Route("/v2/chats/openai", RedirectToChatCompletions()),
+            Route("/healthz", Healthz()),
+            Route("/readyz", Readyz(core)),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Mount("", app=transcoder),
+        ],
+        middleware=[Middleware(RequestIdMiddleware)],
+        lifespan=lifespan,
+    )
+
+
+def run(core_target: str, http_addr: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    """Serve the edge on `http_addr` (`host:port`) until interrupted."""
+    host, _, port = http_addr.rpartition(":")
+    uvicorn.run(
+        create_app(core_target, max_body_bytes=max_body_bytes),
+        host=host.strip("[]") or "127.0.0.1",
+        port=int(port),
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("switchboard")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,85 @@
+"""The edge's one long-lived gRPC channel to the core, with a prebuilt callable per RPC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from http_edge.mux import Route
+
+Metadata = tuple[tuple[str, str], ...]
+
+# Request headers forwarded to the core as gRPC metadata of the same name.
+_FORWARDED_HEADERS = (b"authorization", b"idempotency-key", b"origin")
+_MAX_METADATA_VALUE = 8192
+
+
+class CoreClient:
+    """Holds the channel and calls RPCs by their full path, e.g. `/pkg.Service/Method`."""
+
+    def __init__(self, target: str, routes: list[Route]) -> None:
+        self.target = target
+        self._routes = {route.rpc_path: route for route in routes}
+        self._channel: grpc.aio.Channel | None = None
+        self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
+        self._streaming: dict[str, grpc.aio.UnaryStreamMultiCallable] = {}
+        self._health: health_pb2_grpc.HealthStub | None = None
+
+    async def start(self) -> None:
+        """Open the channel (inside the serving event loop) and build the callables."""
+        if self._channel is not None:
+            return
+        channel = grpc.aio.insecure_channel(self.target)
+        for path, route in self._routes.items():
+            serializer = route.request_class.SerializeToString
+            deserializer = route.response_class.FromString
+            if route.server_streaming:
+                self._streaming[path] = channel.unary_stream(
+                    path, request_serializer=serializer, response_deserializer=deserializer
+                )
+            elif not route.client_streaming:
+                self._unary[path] = channel.unary_unary(
+                    path, request_serializer=serializer, response_deserializer=deserializer
+                )
+        self._health = health_pb2_grpc.HealthStub(channel)
+        self._channel = channel
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    def unary(self, rpc_path: str) -> grpc.aio.UnaryUnaryMultiCallable:
+        return self._unary[rpc_path]
+
+    def streaming(self, rpc_path: str) -> grpc.aio.UnaryStreamMultiCallable:
+        return self._streaming[rpc_path]
+
+    async def is_serving(self, deadline_seconds: float = 1.0) -> bool:
+        """Whether the core answers a `grpc.health.v1` Check with SERVING."""
+        if self._health is None:
+            return False
+        try:
+            reply: Any = await self._health.Check(
+                health_pb2.HealthCheckRequest(), timeout=deadline_seconds
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def forwarded_metadata(headers: dict[bytes, bytes], request_id: str) -> Metadata:
+    """The gRPC metadata of a request: the request id and the forwarded headers."""
+    metadata = [("x-request-id", request_id)]
+    for name in _FORWARDED_HEADERS:
+        value = headers.get(name)
+        if value is not None and _is_valid_value(value):
+            metadata.append((name.decode(), value.decode()))
+    return tuple(metadata)
+
+
+def _is_valid_value(value: bytes) -> bool:
+    # gRPC rejects non-printable ASCII in metadata; such a header is dropped, not a crash.
+    return len(value) <= _MAX_METADATA_VALUE and value.isascii() and value.decode().isprintable()

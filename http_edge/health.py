@@ -1,0 +1,33 @@
+"""`/healthz` (the process is up) and `/readyz` (the core answers a health check)."""
+
+from __future__ import annotations
+
+from http_edge.core import CoreClient
+from http_edge.marshal import encode_json
+from http_edge.responses import send_bytes, send_error
+from http_edge.transcoder import method_not_allowed
+from http_edge.types import Receive, Scope, Send
+
+_READY_TIMEOUT_SECONDS = 1.0
+
+
+class Healthz:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            await send_error(scope, send, method_not_allowed(["GET", "HEAD"]))
+            return
+        await send_bytes(send, 200, encode_json({"status": "ok"}))
+
+
+class Readyz:
+    def __init__(self, core: CoreClient) -> None:
+        self._core = core
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            await send_error(scope, send, method_not_allowed(["GET", "HEAD"]))
+            return
+        if await self._core.is_serving(_READY_TIMEOUT_SECONDS):
+            await send_bytes(send, 200, encode_json({"status": "ready"}))
+        else:
+            await send_bytes(send, 503, encode_json({"status": "unavailable"}))

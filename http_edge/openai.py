@@ -1,0 +1,357 @@
+"""The OpenAI surface: `/v1/chat/completions` parsed into and rendered from the proto messages.
+
+Proto JSON cannot say what OpenAI clients need (explicit nulls, `content` as a string or parts,
+integer `created`), so this module reads and writes the OpenAI shapes by hand from the
+CompletionService messages. `/v1/models` needs no such care and goes through the transcoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+from switchboard.v1 import completion_service_pb2 as completion_pb2
+
+from http_edge.core import CoreClient, Metadata, forwarded_metadata
+from http_edge.errors import ApiError, from_rpc_error, invalid_argument, openai_body
+from http_edge.marshal import decode_json, encode_json
+from http_edge.requests import ClientDisconnected, headers_of, read_body
+from http_edge.responses import send_bytes, send_error
+from http_edge.streaming import (
+    PING,
+    SSE_CONTENT_TYPE,
+    SSE_PING,
+    STREAM_HEADERS,
+    DisconnectWatcher,
+    MessageStream,
+    sse_event,
+)
+from http_edge.transcoder import method_not_allowed
+from http_edge.types import Receive, Scope, Send
+
+CREATE_RPC = "/switchboard.v1.CompletionService/CreateChatCompletion"
+STREAM_RPC = "/switchboard.v1.CompletionService/StreamChatCompletion"
+CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_DONE = sse_event(b"[DONE]")
+
+
+def parse_chat_request(document: Any) -> completion_pb2.CreateChatCompletionRequest:
+    """The request of an OpenAI chat completion body; fields it does not read are ignored."""
+    if not isinstance(document, dict):
+        raise invalid_argument(None, "request body must be a JSON object")
+    model = _optional(document, "model", str, "a string")
+    agent_id = _optional(document, "agent_id", str, "a string")
+    if not model and not agent_id:
+        raise invalid_argument("model", "missing required field `model` (the agent id or slug)")
+    messages = document.get("messages")
+    if messages is None:
+        raise invalid_argument("messages", "missing required field `messages`")
+    if not isinstance(messages, list):
+        raise invalid_argument("messages", "`messages` must be an array")
+    if not messages:
+        raise invalid_argument("messages", "`messages` must hold at least one message")
+    request = completion_pb2.CreateChatCompletionRequest(
+        model=model or "",
+        agent_id=agent_id or "",
+        messages=[_parse_message(m, f"messages[{i}]") for i, m in enumerate(messages)],
+        stream=bool(_optional(document, "stream", bool, "a boolean")),
+        user=_optional(document, "user", str, "a string") or "",
+        session_id=_optional(document, "session_id", str, "a string") or "",
+    )
+    options = _optional(document, "stream_options", dict, "an object")
+    if options:
+        include_usage = _optional(options, "include_usage", bool, "a boolean", "stream_options.")
+        request.stream_options.include_usage = bool(include_usage)
+    return request
+
+
+def render_completion(completion: completion_pb2.ChatCompletion) -> dict[str, Any]:
+    """The OpenAI `chat.completion`, plus the `agent_id`, `session_id` and `content` extensions."""
+    return {
+        "id": completion.id,
+        "object": completion.object or "chat.completion",
+        "created": completion.created,
+        "model": completion.model,
+        "choices": [
+            {
+                "index": choice.index,
+                "message": _render_message(choice.message),
+                "logprobs": None,
+                "finish_reason": choice.finish_reason or None,
+            }
+            for choice in completion.choices
+        ],
+        "usage": _render_usage(completion) if completion.HasField("usage") else None,
+        "system_fingerprint": completion.system_fingerprint or None,
+        "agent_id": completion.agent_id,
+        "session_id": completion.session_id,
+        "content": completion.content,
+    }
+
+
+def render_chunk(
+    chunk: completion_pb2.ChatCompletionChunk, id_: str, created: int
+) -> dict[str, Any]:
+    """One `chat.completion.chunk`; `id` and `created` are those of the stream's first chunk."""
+    return {
+        "id": id_,
+        "object": chunk.object or "chat.completion.chunk",
+        "created": created,
+        "model": chunk.model,
+        "system_fingerprint": chunk.system_fingerprint or None,
+        "choices": [
+            {
+                "index": choice.index,
+                "delta": _render_delta(choice.delta),
+                "logprobs": None,
+                "finish_reason": choice.finish_reason if choice.HasField("finish_reason") else None,
+            }
+            for choice in chunk.choices
+        ],
+        "usage": _render_usage(chunk) if chunk.HasField("usage") else None,
+        "agent_id": chunk.agent_id,
+        "session_id": chunk.session_id,
+    }
+
+
+class ChatCompletions:
+    """`POST /v1/chat/completions`: JSON, or SSE when the body says `"stream": true`."""
+
+    def __init__(self, core: CoreClient, *, max_body_bytes: int, ping_interval: float) -> None:
+        self._core = core
+        self._max_body_bytes = max_body_bytes
+        self._ping_interval = ping_interval
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await send_error(scope, send, method_not_allowed(["POST"]))
+            return
+        headers = headers_of(scope)
+        try:
+            body = await read_body(receive, headers, self._max_body_bytes)
+            request = parse_chat_request(decode_json(body))
+        except ApiError as error:
+            await send_error(scope, send, error)
+            return
+        except ClientDisconnected:
+            return
+        metadata = forwarded_metadata(headers, scope["request_id"])
+        if request.stream:
+            await self._stream(scope, receive, send, request, metadata)
+        else:
+            await self._create(scope, receive, send, request, metadata)
+
+    async def _create(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: completion_pb2.CreateChatCompletionRequest,
+        metadata: Metadata,
+    ) -> None:
+        call = self._core.unary(CREATE_RPC)(request, metadata=metadata)
+        watcher = DisconnectWatcher(receive, call)
+        try:
+            completion = await call
+        except grpc.aio.AioRpcError as exc:
+            await send_error(scope, send, from_rpc_error(exc))
+            return
+        except asyncio.CancelledError:
+            if watcher.disconnected:
+                return
+            raise
+        finally:
+            watcher.stop()
+        body = encode_json(render_completion(completion))
+        await send_bytes(send, 200, body, [(b"x-session-id", completion.session_id.encode())])
+
+    async def _stream(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: completion_pb2.CreateChatCompletionRequest,
+        metadata: Metadata,
+    ) -> None:
+        call = self._core.streaming(STREAM_RPC)(request, metadata=metadata)
+        watcher = DisconnectWatcher(receive, call)
+        stream = MessageStream(call, self._ping_interval)
+        started = False
+        id_, created = "", 0
+        try:
+            item = await stream.next()
+            while item is not None:
+                if not started:
+                    session_id = "" if item is PING else item.session_id
+                    await _start_sse(send, session_id)
+                    started = True
+                if item is PING:
+                    chunk = SSE_PING
+                else:
+                    if not id_:
+                        id_, created = item.id, item.created
+                    chunk = sse_event(encode_json(render_chunk(item, id_, created)))
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                item = await stream.next()
+        except grpc.aio.AioRpcError as exc:
+            error = from_rpc_error(exc)
+            if not started:
+                await send_error(scope, send, error)
+                return
+            chunk = sse_event(encode_json(openai_body(error)))
+            await send({"type": "http.response.body", "body": chunk, "more_body": False})
+            return
+        except asyncio.CancelledError:
+            if watcher.disconnected:
+                return
+            raise
+        finally:
+            watcher.stop()
+            stream.close()
+        if not started:
+            await _start_sse(send, "")
+        await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+
+
+class RedirectToChatCompletions:
+    """`POST /v2/chats/openai`: a 307 to `/v1/chat/completions`, so method and body are kept."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await send_error(scope, send, method_not_allowed(["POST"]))
+            return
+        location = CHAT_COMPLETIONS_PATH
+        if scope["query_string"]:
+            location += "?" + scope["query_string"].decode("latin-1")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 307,
+                "headers": [(b"location", location.encode("latin-1")), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+
+async def _start_sse(send: Send, session_id: str) -> None:
+    headers = [SSE_CONTENT_TYPE, *STREAM_HEADERS]
+    if session_id:
+        headers.append((b"x-session-id", session_id.encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+
+def _optional(
+    document: dict[str, Any], key: str, kind: type, description: str, prefix: str = ""
+) -> Any:
+    value = document.get(key)
+    # bool is an int in Python, and JSON keeps them apart.
+    if value is None or (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+        return value
+    raise invalid_argument(prefix + key, f"`{prefix}{key}` must be {description}")
+
+
+def _parse_message(document: Any, path: str) -> completion_pb2.ChatMessage:
+    if not isinstance(document, dict):
+        raise invalid_argument(path, f"`{path}` must be an object")
+    role = document.get("role")
+    if role is None:
+        raise invalid_argument(f"{path}.role", f"missing required field `{path}.role`")
+    if role not in ROLES:
+        allowed = ", ".join(sorted(ROLES))
+        raise invalid_argument(f"{path}.role", f"`{path}.role` must be one of {allowed}")
+    message = completion_pb2.ChatMessage(
+        role=role,
+        content=_parse_content(document, role, path),
+        name=_optional(document, "name", str, "a string", path + ".") or "",
+        tool_call_id=_optional(document, "tool_call_id", str, "a string", path + ".") or "",
+    )
+    tool_calls = _optional(document, "tool_calls", list, "an array", path + ".")
+    for index, tool_call in enumerate(tool_calls or ()):
+        message.tool_calls.append(_parse_tool_call(tool_call, f"{path}.tool_calls[{index}]"))
+    return message
+
+
+def _parse_content(document: dict[str, Any], role: str, path: str) -> str:
+    content = document.get("content")
+    if isinstance(content, str):
+        return content
+    if content is None:
+        if role == "assistant":
+            return ""
+        raise invalid_argument(f"{path}.content", f"missing required field `{path}.content`")
+    if not isinstance(content, list):
+        raise invalid_argument(
+            f"{path}.content", f"`{path}.content` must be a string or an array of text parts"
+        )
+    texts = []
+    for index, part in enumerate(content):
+        part_path = f"{path}.content[{index}]"
+        if not isinstance(part, dict):
+            raise invalid_argument(part_path, f"`{part_path}` must be an object")
+        kind = part.get("type")
+        if kind != "text":
+            raise invalid_argument(
+                f"{part_path}.type",
+                f"`{part_path}.type` must be `text`; only text content parts are supported",
+            )
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise invalid_argument(f"{part_path}.text", f"`{part_path}.text` must be a string")
+        texts.append(text)
+    return "".join(texts)
+
+
+def _parse_tool_call(document: Any, path: str) -> completion_pb2.ChatToolCall:
+    if not isinstance(document, dict):
+        raise invalid_argument(path, f"`{path}` must be an object")
+    function = _optional(document, "function", dict, "an object", path + ".") or {}
+    return completion_pb2.ChatToolCall(
+        id=_optional(document, "id", str, "a string", path + ".") or "",
+        type=_optional(document, "type", str, "a string", path + ".") or "function",
+        function=completion_pb2.ChatFunctionCall(
+            name=_optional(function, "name", str, "a string", path + ".function.") or "",
+            arguments=_optional(function, "arguments", str, "a string", path + ".function.") or "",
+        ),
+    )
+
+
+def _render_message(message: completion_pb2.ChatCompletionMessage) -> dict[str, Any]:
+    rendered: dict[str, Any] = {
+        "role": message.role or "assistant",
+        "content": message.content,
+        "refusal": message.refusal if message.HasField("refusal") else None,
+    }
+    if message.tool_calls:
+        rendered["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": call.type or "function",
+                "function": {"name": call.function.name, "arguments": call.function.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    return rendered
+
+
+def _render_delta(delta: completion_pb2.ChatCompletionDelta) -> dict[str, Any]:
+    rendered: dict[str, Any] = {}
+    if delta.role:
+        rendered["role"] = delta.role
+    if delta.role or delta.content:
+        rendered["content"] = delta.content
+    if delta.HasField("refusal"):
+        rendered["refusal"] = delta.refusal
+    return rendered
+
+
+def _render_usage(
+    message: completion_pb2.ChatCompletion | completion_pb2.ChatCompletionChunk,
+) -> dict[str, int]:
+    usage = message.usage
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }

@@ -1,0 +1,84 @@
+"""Server-streaming responses: reading the call with keep-alive pings, and disconnect watching.
+
+Framing follows grpc-gateway for NDJSON (`{"result": …}` / `{"error": …}` per line) and SSE for
+clients that ask for `text/event-stream`; each message is written as soon as it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import grpc
+
+from http_edge.types import Receive
+
+PING = object()
+SSE_PING = b": ping\n\n"
+# NDJSON readers skip blank lines, so a bare newline keeps proxies from timing the stream out.
+NDJSON_PING = b"\n"
+SSE_CONTENT_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
+NDJSON_CONTENT_TYPE = (b"content-type", b"application/x-ndjson")
+STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+
+
+def wants_sse(headers: dict[bytes, bytes]) -> bool:
+    return b"text/event-stream" in headers.get(b"accept", b"")
+
+
+def sse_event(data: bytes) -> bytes:
+    return b"data: " + data + b"\n\n"
+
+
+class MessageStream:
+    """Reads a server-streaming call; `next()` answers a message, `PING` after silence, or None."""
+
+    def __init__(self, call: grpc.aio.UnaryStreamCall, ping_interval: float) -> None:
+        self._call = call
+        self._ping_interval = ping_interval
+        self._pending: asyncio.Future[Any] | None = None
+
+    async def next(self) -> Any:
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self._call.read())
+        done, _ = await asyncio.wait((self._pending,), timeout=self._ping_interval)
+        if not done:
+            return PING
+        pending, self._pending = self._pending, None
+        message = pending.result()
+        return None if message is grpc.aio.EOF else message
+
+    def close(self) -> None:
+        """Cancel the call and any read in flight."""
+        self._call.cancel()
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending.add_done_callback(_consume_outcome)
+            self._pending = None
+
+
+class DisconnectWatcher:
+    """Cancels `call` when the client disconnects; `disconnected` tells whether it did."""
+
+    def __init__(self, receive: Receive, call: grpc.aio.Call) -> None:
+        self.disconnected = False
+        self._receive = receive
+        self._call = call
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected = True
+                self._call.cancel()
+                return
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    with contextlib.suppress(BaseException):
+        future.exception()
