@@ -1,0 +1,140 @@
+"""Fixtures that start real Switchboard servers on free 127.0.0.1 ports and stop them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+SWITCHBOARD = Path(sys.executable).with_name("switchboard")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    grpc_target: str
+    http_url: str
+    api_key: str
+    database_url: str
+    process: subprocess.Popen[str]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def _wait_ready(server: RunningServer, *, http: bool, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{server.output()}")
+            try:
+                response = health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gRPC not ready:\n{server.output()}")
+            time.sleep(0.1)
+    while http:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{server.http_url}/readyz", timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"HTTP edge not ready:\n{server.output()}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def run_server(
+    workdir: Path,
+    *,
+    database_url: str | None = None,
+    grpc_only: bool = False,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[RunningServer]:
+    """Runs `switchboard serve --demo` until the block ends, then stops it with SIGTERM."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    grpc_port, http_port = free_port(), free_port()
+    database_url = database_url or f"sqlite+aiosqlite:///{workdir / 'switchboard.db'}"
+    args = [
+        str(SWITCHBOARD),
+        "serve",
+        "--demo",
+        "--grpc-addr",
+        f"127.0.0.1:{grpc_port}",
+        "--http-addr",
+        f"127.0.0.1:{http_port}",
+        "--database-url",
+        database_url,
+        *extra_args,
+    ]
+    if grpc_only:
+        args.append("--grpc-only")
+    log = workdir / f"server-{grpc_port}.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            args, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT, text=True, env=os.environ
+        )
+    server = RunningServer(
+        grpc_target=f"127.0.0.1:{grpc_port}",
+        http_url=f"http://127.0.0.1:{http_port}",
+        api_key="",
+        database_url=database_url,
+        process=process,
+        log=log,
+    )
+    try:
+        _wait_ready(server, http=not grpc_only)
+        key_lines = [
+            line for line in server.output().splitlines() if line.startswith("SWITCHBOARD_API_KEY=")
+        ]
+        server.api_key = key_lines[-1].split("=", 1)[1]
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server (core and edge) with the demo agent, shared by the whole run."""
+    with run_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def server_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., contextlib.AbstractContextManager[RunningServer]]:
+    """Starts extra servers for tests that need their own (restarts, other databases)."""
+
+    def start(**kwargs: object) -> contextlib.AbstractContextManager[RunningServer]:
+        workdir = kwargs.pop("workdir", None) or tmp_path_factory.mktemp("own-server")
+        return run_server(workdir, **kwargs)  # type: ignore[arg-type]
+
+    return start
