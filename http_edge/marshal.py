@@ -48,7 +48,7 @@ def decode_json(body: bytes) -> Any:
     """The JSON document of a request body; malformed JSON is a 400."""
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise invalid_argument(None, f"request body is not valid JSON: {exc}") from None
 
 

@@ -1,0 +1,95 @@
+"""Fixtures for the raw-HTTP tests: clients of the running edge and a slow-streaming agent."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+
+from http_edge.app import create_app
+from tests.conftest import RunningServer, free_port
+
+# Long enough that a reply streams for seconds at the agent's pace, so a client can leave mid-way.
+MANUAL = " ".join(
+    f"The warranty covers part {n} of the espresso machine for two full years from purchase, "
+    f"including the pump, the boiler and the steam wand, when the machine is descaled monthly."
+    for n in range(1, 13)
+)
+
+
+@dataclass
+class SlowAgent:
+    id: str
+    slug: str
+    question: str
+
+
+@pytest.fixture(scope="session")
+def http(server: RunningServer) -> Iterator[httpx.Client]:
+    """An httpx client of the edge, authenticated with the demo key."""
+    headers = {"authorization": f"Bearer {server.api_key}"}
+    with httpx.Client(base_url=server.http_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def anonymous(server: RunningServer) -> Iterator[httpx.Client]:
+    """An httpx client of the edge without credentials."""
+    with httpx.Client(base_url=server.http_url, timeout=30) as client:
+        yield client
+
+
+def create_published_agent(http: httpx.Client, delta_interval_ms: int) -> SlowAgent:
+    """An agent whose builtin backend pauses between deltas, with a long knowledge document."""
+    slug = f"slow-{uuid.uuid4().hex[:8]}"
+    agent = {
+        "slug": slug,
+        "display_name": "Slow warranty bot",
+        "backend": {"builtin": {"delta_interval_ms": delta_interval_ms}},
+        "knowledge": {"top_k": 1},
+    }
+    created = http.post("/v1/agents", json=agent)
+    assert created.status_code == 200, created.text
+    agent_id = created.json()["id"]
+    document = {"title": "Warranty manual", "content": MANUAL}
+    added = http.post(f"/v1/agents/{agent_id}/documents", json=document)
+    assert added.status_code == 200, added.text
+    published = http.post(f"/v1/agents/{agent_id}:publish")
+    assert published.status_code == 200, published.text
+    return SlowAgent(agent_id, slug, "What does the warranty of the espresso machine cover?")
+
+
+@pytest.fixture(scope="session")
+def slow_agent(http: httpx.Client) -> SlowAgent:
+    return create_published_agent(http, delta_interval_ms=40)
+
+
+@pytest.fixture(scope="session")
+def paced_agent(http: httpx.Client) -> SlowAgent:
+    """Pauses longer between deltas than the short ping interval of `pinging_edge`."""
+    return create_published_agent(http, delta_interval_ms=250)
+
+
+@pytest.fixture(scope="session")
+def pinging_edge(server: RunningServer) -> Iterator[str]:
+    """A second edge in front of the same core, with a 0.1 s ping interval and a 64 KiB limit."""
+    app = create_app(server.grpc_target, ping_interval=0.1, max_body_bytes=65_536)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    edge = uvicorn.Server(config)
+    thread = threading.Thread(target=edge.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while not edge.started:
+        assert time.monotonic() < deadline, "edge did not start"
+        time.sleep(0.02)
+    yield url
+    edge.should_exit = True
+    thread.join(timeout=10)
