@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -35,6 +35,14 @@ def http(server: RunningServer) -> Iterator[httpx.Client]:
     """An httpx client of the edge, authenticated with the demo key."""
     headers = {"authorization": f"Bearer {server.api_key}"}
     with httpx.Client(base_url=server.http_url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def async_http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
+    """The async twin of `http`, for tests that run inside the event loop."""
+    headers = {"authorization": f"Bearer {server.api_key}"}
+    async with httpx.AsyncClient(base_url=server.http_url, headers=headers, timeout=30) as client:
         yield client
 
 
