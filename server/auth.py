@@ -100,32 +100,43 @@ def _bearer_token(metadata: Any) -> str | None:
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Checks the key and its scopes, then runs the RPC with the principal set; turns every
-    `SwitchboardError` into its status, and anything else into INTERNAL without internals."""
+    `SwitchboardError` into its status, and anything else into INTERNAL without internals.
+
+    The wrapped handlers are built once per method and read the key from each call's
+    metadata."""
 
     def __init__(self, repository: Repository, on_unexpected: Callable[[BaseException], None]):
         self._repository = repository
         self._on_unexpected = on_unexpected
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        wrapped = self._handlers.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
         scopes = SCOPES_BY_METHOD.get(method)
         if handler is None or scopes is None:
             return handler
-        token = _bearer_token(handler_call_details.invocation_metadata)
-        authorize = self._authorizer(token, scopes, method)
-        on_unexpected = self._on_unexpected
+        wrapped = self._wrap(handler, scopes, method.rsplit("/", 1)[-1])
+        self._handlers[method] = wrapped
+        return wrapped
 
+    def _wrap(
+        self, handler: grpc.RpcMethodHandler, scopes: frozenset[str], name: str
+    ) -> grpc.RpcMethodHandler:
+        authorize, on_unexpected = self._authorize, self._on_unexpected
         if handler.unary_unary:
             inner_unary = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    _principal.set(await authorize())
+                    _principal.set(await authorize(context, scopes, name))
                     return await inner_unary(request, context)
                 except Exception as error:
                     await _abort(context, error, on_unexpected)
@@ -140,7 +151,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    _principal.set(await authorize())
+                    _principal.set(await authorize(context, scopes, name))
                     async for response in inner_stream(request, context):
                         yield response
                 except Exception as error:
@@ -153,34 +164,32 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler
 
-    def _authorizer(
-        self, token: str | None, scopes: frozenset[str], method: str
-    ) -> Callable[[], Awaitable[Principal]]:
-        async def authorize() -> Principal:
-            if token is None:
-                raise Unauthenticated(
-                    "missing API key: send the metadata `authorization: Bearer sk_…`",
-                    reason="API_KEY_MISSING",
-                )
-            key = await self._repository.find_key(token) if token else None
-            if key is None:
-                raise Unauthenticated("invalid or revoked API key", reason="API_KEY_INVALID")
-            granted = frozenset(key.scopes)
-            if not granted & scopes:
-                needed = " or ".join(sorted(scopes))
-                raise PermissionDenied(
-                    f"the key lacks the scope {needed} needed by {method.rsplit('/', 1)[-1]}",
-                    metadata={"required_scope": needed},
-                )
-            return Principal(
-                workspace_id=key.workspace_id,
-                key_id=key.id,
-                kind=key.kind,
-                scopes=granted,
-                allowed_agents=frozenset(key.allowed_agents),
+    async def _authorize(
+        self, context: grpc.aio.ServicerContext, scopes: frozenset[str], name: str
+    ) -> Principal:
+        token = _bearer_token(context.invocation_metadata())
+        if token is None:
+            raise Unauthenticated(
+                "missing API key: send the metadata `authorization: Bearer sk_…`",
+                reason="API_KEY_MISSING",
             )
-
-        return authorize
+        key = await self._repository.find_key(token) if token else None
+        if key is None:
+            raise Unauthenticated("invalid or revoked API key", reason="API_KEY_INVALID")
+        granted = frozenset(key.scopes)
+        if not granted & scopes:
+            needed = " or ".join(sorted(scopes))
+            raise PermissionDenied(
+                f"the key lacks the scope {needed} needed by {name}",
+                metadata={"required_scope": needed},
+            )
+        return Principal(
+            workspace_id=key.workspace_id,
+            key_id=key.id,
+            kind=key.kind,
+            scopes=granted,
+            allowed_agents=frozenset(key.allowed_agents),
+        )
 
 
 async def _abort(

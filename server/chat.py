@@ -21,8 +21,8 @@ from server.backends import ModelBackend, TurnContext
 from server.backends.builtin import KnowledgeResponder
 from server.errors import AgentNotFound, FailedPrecondition, InvalidArgument
 from server.knowledge import count_tokens, search_terms
-from server.store.repository import PublishedAgent, Repository, ScoredPassage
-from server.store.tables import Message, Session, UsageRecord
+from server.store.repository import MessageRecord, PublishedAgent, Repository, ScoredPassage
+from server.store.tables import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ DEFAULT_MIN_SCORE = 0.05
 
 @dataclass(frozen=True)
 class TurnStarted:
-    session: Session
+    session_id: str
     agent_id: str
     version: int
     backend: str
@@ -46,7 +46,7 @@ class ContentDelta:
 
 @dataclass(frozen=True)
 class TurnDone:
-    reply: Message
+    reply: MessageRecord
     quick_replies: Sequence[str]
 
 
@@ -82,7 +82,7 @@ class TurnRunner:
             raise AgentNotFound(request.agent)
         agent = self._config(published)
         _apply_input_rails(agent, request)
-        history: list[Message] = []
+        history: list[MessageRecord] = []
         if request.session_id is not None:
             session, _ = await self._repository.get_session(
                 principal.workspace_id, request.session_id
@@ -92,22 +92,23 @@ class TurnRunner:
                     f"session {request.session_id!r} belongs to another agent",
                     reason="SESSION_AGENT_MISMATCH",
                 )
-        session, _stored, reply_position = await self._repository.start_turn(
+        started_turn = await self._repository.start_turn(
             principal.workspace_id,
             agent_id=published.agent.id,
             session_id=request.session_id,
             labels=request.labels,
             messages=request.messages,
         )
+        session_id = started_turn.session_id
         if request.session_id is not None:
-            first_new = reply_position - len(request.messages)
+            first_new = started_turn.messages[0].position
             history = [
                 m
-                for m in await self._repository.list_messages(session.id)
+                for m in await self._repository.list_messages(session_id)
                 if m.position < first_new and m.content
             ]
         backend = self._backend(agent)
-        yield TurnStarted(session, published.agent.id, published.version, backend.name)
+        yield TurnStarted(session_id, published.agent.id, published.version, backend.name)
 
         conversation = [(m.role, m.content) for m in history] + list(request.messages)
         if agent.instructions:
@@ -130,10 +131,10 @@ class TurnRunner:
             if complete or reply_text:
                 reply, usage = self._reply_records(
                     principal,
-                    session,
+                    session_id,
                     published,
                     backend.name,
-                    reply_position,
+                    started_turn.reply_position,
                     reply_text,
                     complete=complete,
                     conversation=conversation,
@@ -177,7 +178,7 @@ class TurnRunner:
     @staticmethod
     def _reply_records(
         principal: Principal,
-        session: Session,
+        session_id: str,
         published: PublishedAgent,
         backend: str,
         position: int,
@@ -188,16 +189,17 @@ class TurnRunner:
         passages: Sequence[ScoredPassage],
         started: float,
         first_token_at: float | None,
-    ) -> tuple[Message, UsageRecord]:
+    ) -> tuple[MessageRecord, dict[str, object]]:
         now = time.perf_counter()
         prompt_tokens = sum(count_tokens(content) for _, content in conversation)
         completion_tokens = count_tokens(text)
-        reply = Message(
+        reply = MessageRecord(
             id=ids.new_id("msg"),
-            session_id=session.id,
+            session_id=session_id,
             position=position,
             role="assistant",
             content=text,
+            created_at=utcnow(),
             status="complete" if complete else "incomplete",
             agent_version=published.version,
             backend=backend,
@@ -218,16 +220,17 @@ class TurnRunner:
                 for p in passages
             ],
         )
-        usage = UsageRecord(
-            workspace_id=principal.workspace_id,
-            key_id=principal.key_id,
-            agent_id=published.agent.id,
-            session_id=session.id,
-            message_id=reply.id,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            total_tokens=prompt_tokens + completion_tokens,
-        )
+        usage = {
+            "workspace_id": principal.workspace_id,
+            "key_id": principal.key_id,
+            "agent_id": published.agent.id,
+            "session_id": session_id,
+            "message_id": reply.id,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "created_at": reply.created_at,
+        }
         return reply, usage
 
 

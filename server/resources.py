@@ -11,6 +11,7 @@ from switchboard.v1 import agent_pb2, key_service_pb2, session_pb2, usage_pb2
 
 from server.errors import InvalidArgument
 from server.store import tables
+from server.store.repository import MessageRecord
 
 _ROLE_TO_ENUM = {
     "system": session_pb2.ROLE_SYSTEM,
@@ -122,11 +123,11 @@ def session_to_proto(row: tables.Session, message_count: int) -> session_pb2.Ses
     )
 
 
-def sources_to_proto(row: tables.Message) -> list[session_pb2.Source]:
+def sources_to_proto(row: MessageRecord) -> list[session_pb2.Source]:
     return [session_pb2.Source(**source) for source in row.sources]
 
 
-def message_to_proto(row: tables.Message) -> session_pb2.Message:
+def message_to_proto(row: MessageRecord) -> session_pb2.Message:
     message = session_pb2.Message(
         name=f"sessions/{row.session_id}/messages/{row.id}",
         id=row.id,
@@ -143,7 +144,7 @@ def message_to_proto(row: tables.Message) -> session_pb2.Message:
     return message
 
 
-def usage_of(row: tables.Message) -> usage_pb2.Usage:
+def usage_of(row: MessageRecord) -> usage_pb2.Usage:
     return usage_pb2.Usage(
         prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens,
@@ -151,7 +152,7 @@ def usage_of(row: tables.Message) -> usage_pb2.Usage:
     )
 
 
-def metrics_of(row: tables.Message) -> session_pb2.ReplyMetrics:
+def metrics_of(row: MessageRecord) -> session_pb2.ReplyMetrics:
     return session_pb2.ReplyMetrics(
         backend=row.backend or "",
         agent_version=row.agent_version or 0,

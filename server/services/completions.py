@@ -115,7 +115,7 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
                         model=turn.agent,
                         system_fingerprint=_fingerprint(event.backend),
                         agent_id=event.agent_id,
-                        session_id=event.session.id,
+                        session_id=event.session_id,
                     )
                     yield chunk(
                         choices=[

@@ -37,12 +37,11 @@ def migrate(database_url: str) -> None:
 def create_engine(database_url: str) -> AsyncEngine:
     if not is_sqlite(database_url):
         return create_async_engine(database_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    # SQLite takes one writer at a time; one pooled connection serialises this process's
-    # statements instead of letting them fail with "database is locked".
+    # Readers run concurrently under WAL; the repository queues this process's writers.
     engine = create_async_engine(
         database_url,
         poolclass=AsyncAdaptedQueuePool,
-        pool_size=1,
+        pool_size=4,
         max_overflow=0,
         connect_args={"timeout": 30},
     )

@@ -5,8 +5,12 @@ Every operation is scoped to a workspace; a row of another workspace is *not fou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
@@ -22,6 +26,7 @@ from server.errors import (
     NotFound,
     SessionNotFound,
 )
+from server.store.batching import TurnWrite, WriteBatcher
 from server.store.database import is_sqlite
 from server.store.tables import (
     Agent,
@@ -36,6 +41,12 @@ from server.store.tables import (
     Workspace,
     utcnow,
 )
+
+_MESSAGES = Message.__table__  # type: ignore[attr-defined]
+
+# How long a replica trusts what it read of keys, agents and knowledge rankings. Changes made
+# through this replica apply at once; changes made through another replica within this time.
+CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,16 +69,87 @@ class PublishedAgent:
     config: dict[str, Any]
 
 
+@dataclass(slots=True)
+class MessageRecord:
+    """A stored message, as the repository hands it out (a row of `messages`)."""
+
+    id: str
+    session_id: str
+    position: int
+    role: str
+    content: str
+    created_at: datetime
+    status: str = "complete"
+    agent_version: int | None = None
+    backend: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_ms: int | None = None
+    time_to_first_token_ms: int | None = None
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def row(self) -> dict[str, Any]:
+        """The column values, for an INSERT (shallow, unlike `dataclasses.asdict`)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True)
+class StartedTurn:
+    """Where a turn's messages went: the session, the stored messages, the reply's place."""
+
+    session_id: str
+    messages: list[MessageRecord]
+    reply_position: int
+
+
+class _TimedCache:
+    """A small read-through cache whose entries expire after `CACHE_SECONDS`."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> Any:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + CACHE_SECONDS, value)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class Repository:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sqlite = is_sqlite(str(engine.url))
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        # SQLite takes one writer at a time; this process's writes queue here rather than
+        # failing with "database is locked". Reads run concurrently.
+        self._write_lock = asyncio.Lock() if self._sqlite else None
+        self._batcher = WriteBatcher(engine, self._write_lock)
         # Published versions never change, so their configs are cached for good.
         self._versions: dict[tuple[str, int], dict[str, Any]] = {}
+        self._keys = _TimedCache()
+        self._agents = _TimedCache()
+        self._searches = _TimedCache()
 
     def session(self) -> AsyncSession:
         return self._sessions()
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncSession]:
+        """A session for a write transaction."""
+        if self._write_lock is None:
+            async with self.session() as db:
+                yield db
+            return
+        async with self._write_lock, self.session() as db:
+            yield db
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -75,7 +157,7 @@ class Repository:
     # Workspaces
 
     async def ensure_workspace(self, workspace_id: str, name: str) -> Workspace:
-        async with self.session() as db:
+        async with self._writing() as db:
             workspace = await db.get(Workspace, workspace_id)
             if workspace is None:
                 workspace = Workspace(id=workspace_id, name=name)
@@ -108,20 +190,24 @@ class Repository:
             allowed_agents=list(allowed_agents),
             allowed_origins=list(allowed_origins),
         )
-        async with self.session() as db:
+        async with self._writing() as db:
             db.add(key)
             await db.commit()
         return key, secret
 
     async def find_key(self, secret: str) -> ApiKey | None:
         """The live key with this secret, or None."""
+        digest = ids.hash_secret(secret)
+        cached = self._keys.get(digest)
+        if cached is not None:
+            return cached or None
         async with self.session() as db:
-            result = await db.exec(
-                select(ApiKey).where(ApiKey.secret_hash == ids.hash_secret(secret))  # type: ignore[arg-type]
-            )
+            result = await db.exec(select(ApiKey).where(ApiKey.secret_hash == digest))  # type: ignore[arg-type]
             key = result.scalars().first()
-        if key is None or key.revoked_at is not None:
-            return None
+        if key is not None and key.revoked_at is not None:
+            key = None
+        # Unknown secrets are remembered too (as False), so guessing costs no queries.
+        self._keys.put(digest, key or False)
         return key
 
     async def list_keys(self, workspace_id: str, *, limit: int, after: str | None) -> list[ApiKey]:
@@ -133,7 +219,7 @@ class Repository:
             return list(result.scalars())
 
     async def revoke_key(self, workspace_id: str, key_id: str) -> ApiKey:
-        async with self.session() as db:
+        async with self._writing() as db:
             key = await db.get(ApiKey, key_id)
             if key is None or key.workspace_id != workspace_id:
                 raise NotFound(f"key {key_id!r} does not exist", reason="KEY_NOT_FOUND")
@@ -141,6 +227,7 @@ class Repository:
                 key.revoked_at = utcnow()
                 db.add(key)
                 await db.commit()
+            self._keys.clear()
             return key
 
     # Agents
@@ -149,7 +236,7 @@ class Repository:
         self, workspace_id: str, *, slug: str | None, config: dict[str, Any]
     ) -> Agent:
         agent = Agent(id=ids.new_id("agt"), workspace_id=workspace_id, slug=slug, config=config)
-        async with self.session() as db:
+        async with self._writing() as db:
             db.add(agent)
             try:
                 await db.commit()
@@ -190,7 +277,7 @@ class Repository:
     async def update_agent(
         self, workspace_id: str, agent: str, *, slug: str | None, config: dict[str, Any]
     ) -> Agent:
-        async with self.session() as db:
+        async with self._writing() as db:
             row = await self._find_agent(db, workspace_id, agent)
             if row is None:
                 raise AgentNotFound(agent)
@@ -204,10 +291,11 @@ class Repository:
                 raise AlreadyExists(
                     f"an agent with slug {slug!r} already exists", reason="SLUG_TAKEN"
                 ) from exc
+            self._agents.clear()
             return row
 
     async def delete_agent(self, workspace_id: str, agent: str) -> None:
-        async with self.session() as db:
+        async with self._writing() as db:
             row = await self._find_agent(db, workspace_id, agent)
             if row is None:
                 raise AgentNotFound(agent)
@@ -219,11 +307,13 @@ class Repository:
             await db.exec(delete(AgentVersion).where(AgentVersion.agent_id == row.id))  # type: ignore[call-overload,arg-type]
             await db.delete(row)
             await db.commit()
+            self._searches.clear()
+            self._agents.clear()
 
     async def publish_agent(self, workspace_id: str, agent: str) -> AgentVersion:
         """Snapshots the draft as the next version. The version bump is one atomic UPDATE, so
         concurrent publishes get distinct numbers."""
-        async with self.session() as db:
+        async with self._writing() as db:
             row = await self._find_agent(db, workspace_id, agent)
             if row is None:
                 raise AgentNotFound(agent)
@@ -237,6 +327,7 @@ class Repository:
             version = AgentVersion(agent_id=row.id, version=number, config=config)
             db.add(version)
             await db.commit()
+            self._agents.clear()
             return version
 
     async def list_agent_versions(
@@ -253,6 +344,9 @@ class Repository:
             return list(result.scalars())
 
     async def get_published_agent(self, workspace_id: str, agent: str) -> PublishedAgent:
+        cached = self._agents.get((workspace_id, agent))
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         row = await self.get_agent(workspace_id, agent)
         if row.latest_version == 0:
             raise AgentNotPublished(agent)
@@ -263,7 +357,9 @@ class Repository:
                 version = await db.get(AgentVersion, cache_key)
             assert version is not None
             config = self._versions[cache_key] = version.config
-        return PublishedAgent(agent=row, version=row.latest_version, config=config)
+        published = PublishedAgent(agent=row, version=row.latest_version, config=config)
+        self._agents.put((workspace_id, agent), published)
+        return published
 
     # Knowledge
 
@@ -287,7 +383,7 @@ class Repository:
             mime_type=mime_type,
             passage_count=len(passages),
         )
-        async with self.session() as db:
+        async with self._writing() as db:
             db.add(document)
             await db.flush()
             rows = [
@@ -303,6 +399,7 @@ class Repository:
                     [{"id": p.id, "h": p.heading, "t": p.text} for p in rows],
                 )
             await db.commit()
+            self._searches.clear()
         return document
 
     async def list_documents(
@@ -318,7 +415,7 @@ class Repository:
 
     async def delete_document(self, workspace_id: str, agent: str, document_id: str) -> None:
         row = await self.get_agent(workspace_id, agent)
-        async with self.session() as db:
+        async with self._writing() as db:
             document = await db.get(KnowledgeDocument, document_id)
             if document is None or document.agent_id != row.id:
                 raise NotFound(
@@ -327,6 +424,7 @@ class Repository:
             await self._delete_passages(db, Passage.document_id == document_id)
             await db.delete(document)
             await db.commit()
+            self._searches.clear()
 
     async def _delete_passages(self, db: AsyncSession, condition: Any) -> None:
         if self._sqlite:
@@ -348,6 +446,10 @@ class Repository:
         both raw ranks r are normalised as r / (r + 1)."""
         if not terms:
             return []
+        cache_key = (agent_id, tuple(terms), limit)
+        cached = self._searches.get(cache_key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         if self._sqlite:
             query = text(
                 "SELECT p.document_id, d.title, p.position, p.text, "
@@ -373,13 +475,15 @@ class Repository:
                 query, {"q": match, "agent": agent_id, "limit": limit}
             )
             rows = result.all()
-        return [
+        ranked = [
             ScoredPassage(
                 document_id=doc, title=title, position=pos, text=body, score=raw / (raw + 1)
             )
             for doc, title, pos, body, raw in rows
             if raw > 0
         ]
+        self._searches.put(cache_key, ranked)
+        return ranked
 
     # Sessions and messages
 
@@ -389,7 +493,7 @@ class Repository:
         session = Session(
             id=ids.new_id("sess"), workspace_id=workspace_id, agent_id=agent_id, labels=labels
         )
-        async with self.session() as db:
+        async with self._writing() as db:
             db.add(session)
             await db.commit()
         return session
@@ -423,7 +527,7 @@ class Repository:
             return [(session, int(count)) for session, count in result.all()]
 
     async def delete_session(self, workspace_id: str, session_id: str) -> None:
-        async with self.session() as db:
+        async with self._writing() as db:
             session = await db.get(Session, session_id)
             if session is None or session.workspace_id != workspace_id:
                 raise SessionNotFound(session_id)
@@ -433,14 +537,17 @@ class Repository:
 
     async def list_messages(
         self, session_id: str, *, limit: int | None = None, after: int = 0
-    ) -> list[Message]:
-        query = select(Message).where(Message.session_id == session_id, Message.position > after)
-        query = query.order_by(Message.position)  # type: ignore[arg-type]
+    ) -> list[MessageRecord]:
+        query = (
+            select(_MESSAGES)
+            .where(_MESSAGES.c.session_id == session_id, _MESSAGES.c.position > after)
+            .order_by(_MESSAGES.c.position)
+        )
         if limit is not None:
             query = query.limit(limit)
-        async with self.session() as db:
-            result = await db.exec(query)  # type: ignore[call-overload]
-            return list(result.scalars())
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [MessageRecord(**row) for row in rows]
 
     async def start_turn(
         self,
@@ -450,58 +557,52 @@ class Repository:
         session_id: str | None,
         labels: dict[str, str],
         messages: Sequence[tuple[str, str]],
-    ) -> tuple[Session, list[Message], int]:
+    ) -> StartedTurn:
         """Appends a turn's incoming `(role, content)` messages and reserves the position of
-        its reply, in one transaction. Without `session_id` a new session is created.
+        its reply. Without `session_id` a new session is created.
 
-        Returns the session, the stored messages and the reply's position. Reserving positions
-        with one atomic UPDATE keeps concurrent turns of a session from interleaving, on any
-        number of replicas."""
-        needed = len(messages) + 1
-        async with self.session() as db:
-            if session_id is None:
-                session = Session(
-                    id=ids.new_id("sess"),
-                    workspace_id=workspace_id,
-                    agent_id=agent_id,
-                    labels=labels,
-                    last_position=needed,
-                )
-                db.add(session)
-                # No ORM relationships, so the session row is flushed before its messages.
-                await db.flush()
-                first = 1
-            else:
-                result = await db.exec(
-                    update(Session)  # type: ignore[call-overload]
-                    .where(Session.id == session_id, Session.workspace_id == workspace_id)  # type: ignore[arg-type]
-                    .values(last_position=Session.last_position + needed, updated_at=utcnow())
-                    .returning(Session)
-                )
-                session = result.scalars().first()
-                if session is None:
-                    raise SessionNotFound(session_id)
-                first = session.last_position - needed + 1
-            stored = [
-                Message(
-                    id=ids.new_id("msg"),
-                    session_id=session.id,
-                    position=first + i,
-                    role=role,
-                    content=content,
-                )
-                for i, (role, content) in enumerate(messages)
-            ]
-            db.add_all(stored)
-            await db.commit()
-        return session, stored, first + len(messages)
+        Reserving positions with one atomic UPDATE keeps concurrent turns of a session from
+        interleaving, on any number of replicas."""
+        now = utcnow()
+        work = TurnWrite(reserve_extra=1)
+        if session_id is None:
+            session_id = ids.new_id("sess")
+            work.sessions.append(
+                {
+                    "id": session_id,
+                    "workspace_id": workspace_id,
+                    "agent_id": agent_id,
+                    "labels": labels,
+                    "last_position": len(messages) + 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        else:
+            work.reserve = (workspace_id, session_id)
+        stored = [
+            MessageRecord(
+                id=ids.new_id("msg"),
+                session_id=session_id,
+                position=position,
+                role=role,
+                content=content,
+                created_at=now,
+            )
+            for position, (role, content) in enumerate(messages, start=1)
+        ]
+        work.messages.extend(message.row() for message in stored)
+        first = await self._batcher.write(work)
+        if work.reserve is not None:
+            if first is None:
+                raise SessionNotFound(session_id)
+            for offset, message in enumerate(stored):
+                message.position = first + offset
+        return StartedTurn(session_id, stored, stored[-1].position + 1)
 
-    async def finish_turn(self, reply: Message, usage: UsageRecord) -> None:
+    async def finish_turn(self, reply: MessageRecord, usage: dict[str, Any]) -> None:
         """Stores a turn's reply and its usage record together."""
-        async with self.session() as db:
-            db.add(reply)
-            db.add(usage)
-            await db.commit()
+        await self._batcher.write(TurnWrite(messages=[reply.row()], usage=[usage]))
 
     # Idempotency
 
@@ -510,7 +611,7 @@ class Repository:
             return await db.get(IdempotencyRecord, (workspace_id, key))
 
     async def save_idempotent_result(self, record: IdempotencyRecord) -> None:
-        async with self.session() as db:
+        async with self._writing() as db:
             db.add(record)
             try:
                 await db.commit()

@@ -11,8 +11,8 @@ from sqlalchemy import text
 from server import ids
 from server.errors import AgentNotFound, AgentNotPublished, AlreadyExists, SessionNotFound
 from server.knowledge import search_terms, split_passages
-from server.store.repository import Repository
-from server.store.tables import Message, UsageRecord
+from server.store.repository import MessageRecord, Repository
+from server.store.tables import utcnow
 
 DOC = """# Shipping
 
@@ -83,14 +83,18 @@ async def test_other_workspaces_see_nothing(repository: Repository, workspace: s
     await repository.ensure_workspace(stranger, "stranger")
     with pytest.raises(AgentNotFound):
         await repository.get_agent(stranger, agent_id)
-    session, _, _ = await repository.start_turn(
+    turn = await repository.start_turn(
         workspace, agent_id=agent_id, session_id=None, labels={}, messages=[("user", "hi")]
     )
     with pytest.raises(SessionNotFound):
-        await repository.get_session(stranger, session.id)
+        await repository.get_session(stranger, turn.session_id)
     with pytest.raises(SessionNotFound):
         await repository.start_turn(
-            stranger, agent_id=agent_id, session_id=session.id, labels={}, messages=[("user", "x")]
+            stranger,
+            agent_id=agent_id,
+            session_id=turn.session_id,
+            labels={},
+            messages=[("user", "x")],
         )
 
 
@@ -138,30 +142,33 @@ async def test_concurrent_turns_reserve_adjacent_positions(repository: Repositor
     session = await repository.create_session(workspace, agent_id, labels={})
 
     async def turn(i: int) -> None:
-        _, [user], reply_at = await repository.start_turn(
+        started = await repository.start_turn(
             workspace,
             agent_id=agent_id,
             session_id=session.id,
             labels={},
             messages=[("user", f"question {i}")],
         )
+        [user], reply_at = started.messages, started.reply_position
         await asyncio.sleep(0)
         await repository.finish_turn(
-            Message(
+            MessageRecord(
                 id=ids.new_id("msg"),
                 session_id=session.id,
                 position=reply_at,
                 role="assistant",
                 content=f"answer {i}",
+                created_at=utcnow(),
             ),
-            UsageRecord(
-                workspace_id=workspace,
-                agent_id=agent_id,
-                session_id=session.id,
-                prompt_tokens=2,
-                completion_tokens=2,
-                total_tokens=4,
-            ),
+            {
+                "workspace_id": workspace,
+                "agent_id": agent_id,
+                "session_id": session.id,
+                "prompt_tokens": 2,
+                "completion_tokens": 2,
+                "total_tokens": 4,
+                "created_at": utcnow(),
+            },
         )
         assert reply_at == user.position + 1
 
@@ -189,10 +196,10 @@ async def test_keys_are_stored_hashed_and_revocable(repository: Repository, work
 
 async def test_deleting_an_agent_removes_its_sessions(repository: Repository, workspace: str):
     agent_id = await add_agent_with_knowledge(repository, workspace)
-    session, _, _ = await repository.start_turn(
+    turn = await repository.start_turn(
         workspace, agent_id=agent_id, session_id=None, labels={}, messages=[("user", "hi")]
     )
     await repository.delete_agent(workspace, agent_id)
     with pytest.raises(SessionNotFound):
-        await repository.get_session(workspace, session.id)
+        await repository.get_session(workspace, turn.session_id)
     assert await repository.search_passages(agent_id, ["canada"], limit=3) == []

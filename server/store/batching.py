@@ -1,0 +1,118 @@
+"""Group commit: concurrent turns' writes share one transaction.
+
+Each database round trip through an async driver costs far more than the rows it carries, so
+turn writes (new sessions, messages, usage records) queue up while a transaction is in flight
+and the next transaction takes them all, with one multi-row INSERT per table. A caller's write
+is acknowledged only once its transaction has committed, so nothing acknowledged is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.store.tables import Message, Session, UsageRecord, utcnow
+
+log = logging.getLogger(__name__)
+
+_SESSIONS = Session.__table__  # type: ignore[attr-defined]
+_MESSAGES = Message.__table__  # type: ignore[attr-defined]
+_USAGE = UsageRecord.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class TurnWrite:
+    """The rows one turn step writes.
+
+    With `reserve`, the session `(workspace_id, session_id)` hands out the next
+    `len(messages) + reserve_extra` positions atomically, and `messages` get the first of
+    them in order; otherwise `messages` carry their positions already."""
+
+    sessions: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    usage: list[dict[str, Any]] = field(default_factory=list)
+    reserve: tuple[str, str] | None = None
+    reserve_extra: int = 0
+
+
+class WriteBatcher:
+    def __init__(self, engine: AsyncEngine, lock: asyncio.Lock | None) -> None:
+        self._engine = engine
+        # SQLite takes one writer at a time: its writes share the repository's write lock.
+        self._lock = lock
+        self._pending: list[tuple[TurnWrite, asyncio.Future[int | None]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def write(self, work: TurnWrite) -> int | None:
+        """Commits the rows; returns the first reserved position (None if the session to
+        reserve in does not exist), or None without `reserve`."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((work, future))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await self._commit([work for work, _ in batch])
+            except Exception:
+                log.warning("a grouped write failed; retrying its writes one by one", exc_info=True)
+                for work, future in batch:
+                    try:
+                        [result] = await self._commit([work])
+                        future.set_result(result)
+                    except Exception as error:
+                        future.set_exception(error)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
+
+    async def _commit(self, batch: list[TurnWrite]) -> list[int | None]:
+        if self._lock is None:
+            return await self._transaction(batch)
+        async with self._lock:
+            return await self._transaction(batch)
+
+    async def _transaction(self, batch: list[TurnWrite]) -> list[int | None]:
+        results: list[int | None] = []
+        sessions: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        usage: list[dict[str, Any]] = []
+        async with self._engine.begin() as connection:
+            for work in batch:
+                first = None
+                if work.reserve is not None:
+                    first = await self._reserve(connection, work)
+                    if first is None:
+                        results.append(None)
+                        continue
+                    for offset, row in enumerate(work.messages):
+                        row["position"] = first + offset
+                results.append(first)
+                sessions.extend(work.sessions)
+                messages.extend(work.messages)
+                usage.extend(work.usage)
+            for table, rows in ((_SESSIONS, sessions), (_MESSAGES, messages), (_USAGE, usage)):
+                if rows:
+                    await connection.execute(insert(table), rows)
+        return results
+
+    @staticmethod
+    async def _reserve(connection: AsyncConnection, work: TurnWrite) -> int | None:
+        assert work.reserve is not None
+        workspace_id, session_id = work.reserve
+        needed = len(work.messages) + work.reserve_extra
+        result = await connection.execute(
+            update(_SESSIONS)
+            .where(_SESSIONS.c.id == session_id, _SESSIONS.c.workspace_id == workspace_id)
+            .values(last_position=_SESSIONS.c.last_position + needed, updated_at=utcnow())
+            .returning(_SESSIONS.c.last_position)
+        )
+        last = result.scalar()
+        return None if last is None else int(last) - needed + 1
