@@ -24,14 +24,8 @@ def headers_of(scope: Scope) -> dict[bytes, bytes]:
 async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
     """The whole body; more than `limit` bytes (counted as they arrive) is a 413."""
     declared = headers.get(b"content-length")
-    too_large = edge_error(
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        413,
-        "PAYLOAD_TOO_LARGE",
-        f"request body exceeds the limit of {limit} bytes",
-    )
     if declared is not None and declared.isdigit() and int(declared) > limit * _DRAIN_FACTOR:
-        raise too_large
+        raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -44,12 +38,21 @@ async def read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -
             if chunk:
                 chunks.append(chunk)
         elif size > limit * _DRAIN_FACTOR:
-            raise too_large
+            raise _too_large(limit)
         if not message.get("more_body", False):
             break
     if size > limit:
-        raise too_large
+        raise _too_large(limit)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return edge_error(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        413,
+        "PAYLOAD_TOO_LARGE",
+        f"request body exceeds the limit of {limit} bytes",
+    )
 
 
 __all__ = ["ApiError", "ClientDisconnected", "headers_of", "read_body"]
