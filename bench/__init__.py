@@ -1,0 +1,1 @@
+"""Benchmarks of Switchboard's doors; run with `make bench` (python -m bench)."""
