@@ -21,6 +21,12 @@ MANUAL = " ".join(
     f"including the pump, the boiler and the steam wand, when the machine is descaled monthly."
     for n in range(1, 13)
 )
+# Different words from MANUAL, so the two agents' documents do not dilute each other's ranking.
+GARDEN_GUIDE = " ".join(
+    f"Greenhouse {n} of the botanical garden opens at dawn on weekdays; guided tours of the "
+    f"orchids, ferns and cacti leave hourly from the fountain near the northern gate."
+    for n in range(1, 13)
+)
 
 
 @dataclass
@@ -53,7 +59,9 @@ def anonymous(server: RunningServer) -> Iterator[httpx.Client]:
         yield client
 
 
-def create_published_agent(http: httpx.Client, delta_interval_ms: int) -> SlowAgent:
+def create_published_agent(
+    http: httpx.Client, delta_interval_ms: int, document: str, question: str
+) -> SlowAgent:
     """An agent whose builtin backend pauses between deltas, with a long knowledge document."""
     slug = f"slow-{uuid.uuid4().hex[:8]}"
     agent = {
@@ -65,23 +73,26 @@ def create_published_agent(http: httpx.Client, delta_interval_ms: int) -> SlowAg
     created = http.post("/v1/agents", json=agent)
     assert created.status_code == 200, created.text
     agent_id = created.json()["id"]
-    document = {"title": "Warranty manual", "content": MANUAL}
-    added = http.post(f"/v1/agents/{agent_id}/documents", json=document)
+    added = http.post(
+        f"/v1/agents/{agent_id}/documents", json={"title": "Manual", "content": document}
+    )
     assert added.status_code == 200, added.text
     published = http.post(f"/v1/agents/{agent_id}:publish")
     assert published.status_code == 200, published.text
-    return SlowAgent(agent_id, slug, "What does the warranty of the espresso machine cover?")
+    return SlowAgent(agent_id, slug, question)
 
 
 @pytest.fixture(scope="session")
 def slow_agent(http: httpx.Client) -> SlowAgent:
-    return create_published_agent(http, delta_interval_ms=40)
+    question = "What does the warranty of the espresso machine cover?"
+    return create_published_agent(http, 40, MANUAL, question)
 
 
 @pytest.fixture(scope="session")
 def paced_agent(http: httpx.Client) -> SlowAgent:
     """Pauses longer between deltas than the short ping interval of `pinging_edge`."""
-    return create_published_agent(http, delta_interval_ms=250)
+    question = "When do guided tours of the botanical garden greenhouse leave?"
+    return create_published_agent(http, 250, GARDEN_GUIDE, question)
 
 
 @pytest.fixture(scope="session")

@@ -93,7 +93,7 @@ def test_silent_streams_carry_ping_comments(
         request = {
             "model": paced_agent.slug,
             "stream": True,
-            "messages": [{"role": "user", "content": "Is the boiler part of the warranty?"}],
+            "messages": [{"role": "user", "content": paced_agent.question}],
         }
         with client.stream("POST", "/v1/chat/completions", json=request) as response:
             frames: list[bytes] = []
@@ -112,7 +112,7 @@ def test_silent_streams_carry_ping_comments(
         with client.stream(
             "POST",
             f"/v1/sessions/{session}/messages:stream",
-            json={"content": "Is the pump covered?"},
+            json={"content": paced_agent.question},
             headers={"accept": "text/event-stream"},
         ) as response:
             buffer = b""
@@ -130,3 +130,33 @@ def test_second_edge_applies_its_own_body_limit(server: RunningServer, pinging_e
 
     assert response.status_code == 413
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_disconnect_during_a_unary_call_cancels_the_turn(
+    async_http: httpx.AsyncClient, slow_agent: SlowAgent
+) -> None:
+    created = await async_http.post("/v1/sessions", json={"agent": f"agents/{slow_agent.id}"})
+    session = created.json()["id"]
+    async with httpx.AsyncClient(
+        base_url=async_http.base_url, headers=async_http.headers, timeout=30
+    ) as client:
+        send = client.post(
+            f"/v1/sessions/{session}/messages", json={"content": slow_agent.question}
+        )
+        # The whole reply takes seconds at 40 ms per delta; the client gives up long before.
+        try:
+            async with asyncio.timeout(0.5):
+                response = await send
+        except TimeoutError:
+            pass
+        else:
+            raise AssertionError(f"answered too fast: {response.status_code} {response.text}")
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        messages = await _messages(async_http, session)
+        if len(messages) == 2 and messages[1]["status"] == "MESSAGE_STATUS_INCOMPLETE":
+            assert 0 < len(messages[1]["content"]) < len(MANUAL) // 2
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not incomplete: {await _messages(async_http, session)}")
