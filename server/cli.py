@@ -99,7 +99,12 @@ def _run_edge(core: str, http_addr: str, max_body_bytes: int) -> None:
     run(core, http_addr, max_body_bytes=max_body_bytes)
 
 
-async def _serve_core(database_url: str, grpc_addr: str, on_ready: Callable[[], None]) -> None:
+async def _serve_core(
+    database_url: str,
+    grpc_addr: str,
+    edge: multiprocessing.Process | None,
+    on_ready: Callable[[], None],
+) -> None:
     from server.app import start_core
 
     repository = Repository(create_engine(database_url))
@@ -109,6 +114,9 @@ async def _serve_core(database_url: str, grpc_addr: str, on_ready: Callable[[], 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if edge is not None:
+        # One command serves both doors: if the edge dies (say, its port is taken), stop.
+        loop.add_reader(edge.sentinel, stop.set)
     await stop.wait()
     # Drain in-flight calls, streams included, before exiting.
     await server.stop(grace=10)
@@ -155,11 +163,16 @@ def serve(
         _say(f"Switchboard is serving {where}")
 
     try:
-        asyncio.run(_serve_core(database_url, grpc_addr, ready))
+        asyncio.run(_serve_core(database_url, grpc_addr, edge, ready))
     finally:
         if edge is not None and edge.is_alive():
             edge.terminate()
             edge.join(timeout=10)
+    if edge is not None and edge.exitcode not in (0, -signal.SIGTERM):
+        typer.echo(
+            f"the HTTP edge stopped (exit code {edge.exitcode}); see the log above", err=True
+        )
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -121,6 +122,46 @@ class _TimedCache:
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+def _rank_bm25(rows: Sequence[Any]) -> list[ScoredPassage]:
+    """BM25 with binary term frequency over `(term, passage id, document id, title,
+    position, text, passage count, average length)` match rows of one agent."""
+    k1, b = 1.2, 0.75
+    matches: dict[int, list[Any]] = {}
+    frequency: dict[str, int] = {}
+    for row in rows:
+        matches.setdefault(row[1], []).append(row)
+        frequency[row[0]] = frequency.get(row[0], 0) + 1
+    if not matches:
+        return []
+    count, average_length = rows[0][6], float(rows[0][7] or 1)
+    scored = []
+    for passage_id, found in matches.items():
+        _, _, document_id, title, position, body, _, _ = found[0]
+        saturation = (k1 + 1) / (1 + k1 * (1 - b + b * len(body) / average_length))
+        score = (
+            sum(
+                math.log(1 + (count - frequency[row[0]] + 0.5) / (frequency[row[0]] + 0.5))
+                for row in found
+            )
+            * saturation
+        )
+        scored.append(
+            (
+                -score,
+                passage_id,
+                ScoredPassage(
+                    document_id=document_id,
+                    title=title,
+                    position=position,
+                    text=body,
+                    score=score / (score + 1),
+                ),
+            )
+        )
+    scored.sort(key=lambda entry: (entry[0], entry[1]))
+    return [passage for _, _, passage in scored]
 
 
 class Repository:
@@ -440,48 +481,47 @@ class Repository:
     async def search_passages(
         self, agent_id: str, terms: Sequence[str], *, limit: int
     ) -> list[ScoredPassage]:
-        """The best passages of an agent's knowledge for any of the terms, best first.
+        """The agent's passages that match any of the terms, best first.
 
-        SQLite ranks with FTS5 bm25 (heading weighted double), PostgreSQL with ts_rank_cd;
-        both raw ranks r are normalised as r / (r + 1)."""
+        The full-text index (SQLite FTS5, PostgreSQL tsvector) finds which passages of this
+        agent contain which terms; they are ranked with BM25 over the agent's own passages
+        only, so other agents' knowledge never shifts a score. Scores are normalised as
+        s / (s + 1)."""
         if not terms:
             return []
         cache_key = (agent_id, tuple(terms), limit)
         cached = self._searches.get(cache_key)
         if cached is not None:
             return cached  # type: ignore[no-any-return]
+        stats = (
+            "(SELECT count(*) FROM passages WHERE agent_id = :agent), "
+            "(SELECT avg(length(text)) FROM passages WHERE agent_id = :agent)"
+        )
+        params: dict[str, Any] = {"agent": agent_id}
         if self._sqlite:
+            values = ", ".join(f"(:t{i})" for i in range(len(terms)))
+            params.update({f"t{i}": term for i, term in enumerate(terms)})
             query = text(
-                "SELECT p.document_id, d.title, p.position, p.text, "
-                "-bm25(passage_index, 2.0, 1.0) AS raw "
-                "FROM passage_index JOIN passages p ON p.id = passage_index.rowid "
+                f"WITH terms(term) AS (VALUES {values}) "
+                f"SELECT terms.term, p.id, p.document_id, d.title, p.position, p.text, {stats} "
+                "FROM terms "
+                "JOIN passage_index ON passage_index MATCH ('\"' || terms.term || '\"') "
+                "JOIN passages p ON p.id = passage_index.rowid "
                 "JOIN knowledge_documents d ON d.id = p.document_id "
-                "WHERE passage_index MATCH :q AND p.agent_id = :agent "
-                "ORDER BY raw DESC, p.id LIMIT :limit"
+                "WHERE p.agent_id = :agent LIMIT 5000"
             )
-            match = " OR ".join(f'"{term}"' for term in terms)
         else:
+            params["terms"] = list(terms)
             query = text(
-                "SELECT p.document_id, d.title, p.position, p.text, "
-                "ts_rank_cd(p.search, q) AS raw "
-                "FROM passages p JOIN knowledge_documents d ON d.id = p.document_id, "
-                "to_tsquery('english', :q) q "
-                "WHERE p.agent_id = :agent AND p.search @@ q "
-                "ORDER BY raw DESC, p.id LIMIT :limit"
+                f"SELECT t.term, p.id, p.document_id, d.title, p.position, p.text, {stats} "
+                "FROM unnest(CAST(:terms AS text[])) AS t(term) "
+                "JOIN passages p ON p.search @@ to_tsquery('english', t.term) "
+                "JOIN knowledge_documents d ON d.id = p.document_id "
+                "WHERE p.agent_id = :agent LIMIT 5000"
             )
-            match = " | ".join(terms)
         async with self.engine.connect() as connection:
-            result = await connection.execute(
-                query, {"q": match, "agent": agent_id, "limit": limit}
-            )
-            rows = result.all()
-        ranked = [
-            ScoredPassage(
-                document_id=doc, title=title, position=pos, text=body, score=raw / (raw + 1)
-            )
-            for doc, title, pos, body, raw in rows
-            if raw > 0
-        ]
+            rows = (await connection.execute(query, params)).all()
+        ranked = _rank_bm25(rows)[:limit]
         self._searches.put(cache_key, ranked)
         return ranked
 

@@ -203,3 +203,21 @@ async def test_deleting_an_agent_removes_its_sessions(repository: Repository, wo
     with pytest.raises(SessionNotFound):
         await repository.get_session(workspace, turn.session_id)
     assert await repository.search_passages(agent_id, ["canada"], limit=3) == []
+
+
+async def test_other_agents_knowledge_never_shifts_a_score(repository: Repository, workspace: str):
+    agent_id = await add_agent_with_knowledge(repository, workspace)
+    question = search_terms("Do you ship to Canada?")
+    before = await repository.search_passages(agent_id, question, limit=3)
+    other = await repository.create_agent(workspace, slug="noisy", config={})
+    noise = "\n\n".join("We ship to Canada. Canada shipping, ship, ship." for _ in range(40))
+    await repository.add_document(
+        workspace,
+        other.id,
+        title="Noise",
+        content=noise,
+        mime_type="text/plain",
+        passages=split_passages(noise),
+    )
+    after = await repository.search_passages(agent_id, question, limit=3)
+    assert after == before
