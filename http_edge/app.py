@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -39,10 +40,13 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ping_interval: float = DEFAULT_PING_INTERVAL,
+    channel: Any = None,
 ) -> Starlette:
-    """The edge in front of the gRPC core at `core_target` (`host:port`)."""
+    """The edge in front of the gRPC core at `core_target` (`host:port`), or of `channel`
+    when given: an object with `grpc.aio.Channel`'s `unary_unary`, `unary_stream` and
+    `close`, such as the core's in-process channel."""
     routes = load_routes()
-    core = CoreClient(core_target, routes)
+    core = CoreClient(core_target, routes, channel)
     transcoder = Transcoder(
         RouteTable(routes), core, max_body_bytes=max_body_bytes, ping_interval=ping_interval
     )

@@ -17,12 +17,16 @@ _MAX_METADATA_VALUE = 8192
 
 
 class CoreClient:
-    """Holds the channel and calls RPCs by their full path, e.g. `/pkg.Service/Method`."""
+    """Holds the channel and calls RPCs by their full path, e.g. `/pkg.Service/Method`.
 
-    def __init__(self, target: str, routes: list[Route]) -> None:
+    The channel is a `grpc.aio` channel to `target`, or a given channel-like object with the
+    same `unary_unary` / `unary_stream` / `close` methods (the core's in-process path)."""
+
+    def __init__(self, target: str, routes: list[Route], channel: Any = None) -> None:
         self.target = target
         self._routes = {route.rpc_path: route for route in routes}
-        self._channel: grpc.aio.Channel | None = None
+        self._given_channel = channel
+        self._channel: Any = None
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._streaming: dict[str, grpc.aio.UnaryStreamMultiCallable] = {}
         self._health: health_pb2_grpc.HealthStub | None = None
@@ -31,7 +35,7 @@ class CoreClient:
         """Open the channel (inside the serving event loop) and build the callables."""
         if self._channel is not None:
             return
-        channel = grpc.aio.insecure_channel(self.target)
+        channel = self._given_channel or grpc.aio.insecure_channel(self.target)
         for path, route in self._routes.items():
             serializer = route.request_class.SerializeToString
             deserializer = route.response_class.FromString

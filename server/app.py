@@ -1,4 +1,5 @@
-"""The gRPC core: builds the grpc.aio server with its services, health and reflection."""
+"""The gRPC core: the servicers, served over gRPC (with health and reflection) and, for an
+edge in the same process, through a `LocalChannel`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from switchboard.v1 import (
 
 from server.auth import AuthInterceptor
 from server.chat import TurnRunner
+from server.local_channel import HandlerCollector, LocalChannel
 from server.services.agents import AgentService
 from server.services.completions import CompletionService
 from server.services.keys import KeyService
@@ -42,45 +44,64 @@ SERVICE_NAMES = tuple(
         (key_service_pb2, "KeyService"),
     )
 )
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 def _log_unexpected(error: BaseException) -> None:
     log.error("unexpected error in an RPC", exc_info=error)
 
 
-async def start_core(repository: Repository, address: str) -> grpc.aio.Server:
-    """Starts serving on `address` (host:port) and returns the running server."""
-    server = grpc.aio.server(
-        interceptors=[AuthInterceptor(repository, _log_unexpected)],
-        options=[
-            ("grpc.so_reuseport", 0),
-            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-        ],
-    )
-    turns = TurnRunner(repository)
-    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(AgentService(repository), server)
-    session_service_pb2_grpc.add_SessionServiceServicer_to_server(
-        SessionService(repository, turns), server
-    )
-    completion_service_pb2_grpc.add_CompletionServiceServicer_to_server(
-        CompletionService(repository, turns), server
-    )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(repository), server)
-    key_service_pb2_grpc.add_KeyServiceServicer_to_server(KeyService(repository), server)
+class Core:
+    """One set of servicers, reachable over gRPC and in-process."""
 
-    health = health_aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
-    if server.add_insecure_port(address) == 0:
-        raise OSError(f"cannot listen on {address}")
-    await server.start()
-    for name in (*SERVICE_NAMES, ""):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server
+    def __init__(self, repository: Repository) -> None:
+        self.repository = repository
+        self._interceptor = AuthInterceptor(repository, _log_unexpected)
+        self._health = health_aio.HealthServicer()
+        turns = TurnRunner(repository)
+        self._servicers = (
+            (agent_service_pb2_grpc.add_AgentServiceServicer_to_server, AgentService(repository)),
+            (
+                session_service_pb2_grpc.add_SessionServiceServicer_to_server,
+                SessionService(repository, turns),
+            ),
+            (
+                completion_service_pb2_grpc.add_CompletionServiceServicer_to_server,
+                CompletionService(repository, turns),
+            ),
+            (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(repository)),
+            (key_service_pb2_grpc.add_KeyServiceServicer_to_server, KeyService(repository)),
+            (health_pb2_grpc.add_HealthServicer_to_server, self._health),
+        )
+
+    async def start(self) -> None:
+        for name in (*SERVICE_NAMES, ""):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def local_channel(self) -> LocalChannel:
+        collector = HandlerCollector()
+        for add, servicer in self._servicers:
+            add(servicer, collector)  # type: ignore[operator]
+        return LocalChannel(
+            {path: self._interceptor.wrap(path, h) for path, h in collector.handlers.items()}
+        )
+
+    async def serve_grpc(self, address: str, *, reuse_port: bool = False) -> grpc.aio.Server:
+        """Starts serving gRPC on `address` (host:port) and returns the running server.
+        With `reuse_port`, several processes may serve the same port."""
+        server = grpc.aio.server(
+            interceptors=[self._interceptor],
+            options=[
+                ("grpc.so_reuseport", int(reuse_port)),
+                ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ],
+        )
+        for add, servicer in self._servicers:
+            add(servicer, server)  # type: ignore[operator]
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server
+        )
+        if server.add_insecure_port(address) == 0:
+            raise OSError(f"cannot listen on {address}")
+        await server.start()
+        return server

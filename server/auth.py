@@ -117,15 +117,20 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         method = handler_call_details.method
         wrapped = self._handlers.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        scopes = SCOPES_BY_METHOD.get(method)
-        if handler is None or scopes is None:
-            return handler
-        wrapped = self._wrap(handler, scopes, method.rsplit("/", 1)[-1])
-        self._handlers[method] = wrapped
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return handler
+            wrapped = self._handlers[method] = self.wrap(method, handler)
         return wrapped
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The handler of `method` behind the key and scope checks; unchanged for RPCs that
+        need no key."""
+        scopes = SCOPES_BY_METHOD.get(method)
+        if scopes is None:
+            return handler
+        return self._wrap(handler, scopes, method.rsplit("/", 1)[-1])
 
     def _wrap(
         self, handler: grpc.RpcMethodHandler, scopes: frozenset[str], name: str

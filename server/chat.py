@@ -46,6 +46,8 @@ class ContentDelta:
 
 @dataclass(frozen=True)
 class TurnDone:
+    # The turn's incoming messages, then its reply, as stored.
+    messages: Sequence[MessageRecord]
     reply: MessageRecord
     quick_replies: Sequence[str]
 
@@ -83,30 +85,17 @@ class TurnRunner:
         agent = self._config(published)
         _apply_input_rails(agent, request)
         history: list[MessageRecord] = []
-        if request.session_id is not None:
-            session, _ = await self._repository.get_session(
-                principal.workspace_id, request.session_id
-            )
-            if session.agent_id != published.agent.id:
+        session_id = request.session_id
+        if session_id is not None:
+            owner = await self._repository.session_agent(principal.workspace_id, session_id)
+            if owner != published.agent.id:
                 raise FailedPrecondition(
-                    f"session {request.session_id!r} belongs to another agent",
+                    f"session {session_id!r} belongs to another agent",
                     reason="SESSION_AGENT_MISMATCH",
                 )
-        started_turn = await self._repository.start_turn(
-            principal.workspace_id,
-            agent_id=published.agent.id,
-            session_id=request.session_id,
-            labels=request.labels,
-            messages=request.messages,
-        )
-        session_id = started_turn.session_id
-        if request.session_id is not None:
-            first_new = started_turn.messages[0].position
-            history = [
-                m
-                for m in await self._repository.list_messages(session_id)
-                if m.position < first_new and m.content
-            ]
+            history = [m for m in await self._repository.list_messages(session_id) if m.content]
+        else:
+            session_id = ids.new_id("sess")
         backend = self._backend(agent)
         yield TurnStarted(session_id, published.agent.id, published.version, backend.name)
 
@@ -127,14 +116,17 @@ class TurnRunner:
                 yield ContentDelta(delta)
             complete = True
         finally:
+            # The whole turn is written once it ends, whether it completed, was cancelled or
+            # failed: the incoming messages always, the reply unless nothing of it was made.
+            # Shielded, so that a cancelled turn is still written.
             reply_text = "".join(parts)
+            reply, usage = None, None
             if complete or reply_text:
                 reply, usage = self._reply_records(
                     principal,
                     session_id,
                     published,
                     backend.name,
-                    started_turn.reply_position,
                     reply_text,
                     complete=complete,
                     conversation=conversation,
@@ -142,9 +134,20 @@ class TurnRunner:
                     started=started,
                     first_token_at=first_token_at,
                 )
-                # Shielded: a cancelled turn must still store its partial reply.
-                await asyncio.shield(self._repository.finish_turn(reply, usage))
-        yield TurnDone(reply, list(agent.quick_replies))
+            stored = await asyncio.shield(
+                self._repository.record_turn(
+                    principal.workspace_id,
+                    agent_id=published.agent.id,
+                    session_id=session_id,
+                    new_session=request.session_id is None,
+                    labels=request.labels,
+                    messages=request.messages,
+                    reply=reply,
+                    usage=usage,
+                )
+            )
+        assert reply is not None
+        yield TurnDone(stored, reply, list(agent.quick_replies))
 
     def _config(self, published: PublishedAgent) -> agent_pb2.Agent:
         key = (published.agent.id, published.version)
@@ -181,7 +184,6 @@ class TurnRunner:
         session_id: str,
         published: PublishedAgent,
         backend: str,
-        position: int,
         text: str,
         *,
         complete: bool,
@@ -196,7 +198,7 @@ class TurnRunner:
         reply = MessageRecord(
             id=ids.new_id("msg"),
             session_id=session_id,
-            position=position,
+            position=0,
             role="assistant",
             content=text,
             created_at=utcnow(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.connection
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -16,6 +17,7 @@ from server.auth import ALL_SCOPES
 from server.demo import DEFAULT_WORKSPACE_ID, ensure_demo
 from server.store.database import create_engine, migrate
 from server.store.repository import Repository
+from server.worker import WorkerConfig, run_worker
 
 app = typer.Typer(
     help="Switchboard, a self-hostable agent server.",
@@ -99,28 +101,37 @@ def _run_edge(core: str, http_addr: str, max_body_bytes: int) -> None:
     run(core, http_addr, max_body_bytes=max_body_bytes)
 
 
-async def _serve_core(
-    database_url: str,
-    grpc_addr: str,
-    edge: multiprocessing.Process | None,
-    on_ready: Callable[[], None],
-) -> None:
-    from server.app import start_core
+def _supervise(config: WorkerConfig, workers: int) -> int:
+    """Runs the workers until SIGTERM or SIGINT; stops them all if one dies. Returns the exit
+    status."""
+    if workers == 1:
+        run_worker(config)
+        return 0
+    context = multiprocessing.get_context("spawn")
+    generation = context.Value("Q", 0)
+    processes = [
+        context.Process(target=run_worker, args=(config, generation), daemon=True)
+        for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    stopping = False
 
-    repository = Repository(create_engine(database_url))
-    server = await start_core(repository, grpc_addr)
-    on_ready()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if edge is not None:
-        # One command serves both doors: if the edge dies (say, its port is taken), stop.
-        loop.add_reader(edge.sentinel, stop.set)
-    await stop.wait()
-    # Drain in-flight calls, streams included, before exiting.
-    await server.stop(grace=10)
-    await repository.close()
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    multiprocessing.connection.wait([p.sentinel for p in processes])
+    failed = not stopping
+    stop(signal.SIGTERM, None)
+    for process in processes:
+        process.join(timeout=15)
+    return 1 if failed else 0
 
 
 @app.command()
@@ -129,6 +140,14 @@ def serve(
     http_addr: HttpAddr = defaults.DEFAULT_HTTP_ADDR,
     database_url: DatabaseUrl = defaults.DEFAULT_DATABASE_URL,
     max_body_bytes: MaxBody = defaults.DEFAULT_MAX_BODY_BYTES,
+    workers: Annotated[
+        int,
+        typer.Option(
+            envvar="SWITCHBOARD_WORKERS",
+            min=1,
+            help="Serving processes sharing the ports and the database.",
+        ),
+    ] = defaults.DEFAULT_WORKERS,
     demo: Annotated[
         bool, typer.Option(help="Seed the demo agent and print a fresh all-scopes key.")
     ] = False,
@@ -136,7 +155,7 @@ def serve(
         bool, typer.Option(help="Serve gRPC only, without the HTTP edge.")
     ] = False,
 ) -> None:
-    """Serve the gRPC core and, in a second process, the HTTP edge."""
+    """Serve the gRPC core and the HTTP edge; the edge calls the core in-process."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     migrate(database_url)
     if demo:
@@ -151,28 +170,19 @@ def serve(
         key = _with_repository(database_url, seed)
         _print_demo(key, grpc_addr, http_addr, grpc_only)
 
-    edge: multiprocessing.Process | None = None
-    if not grpc_only:
-        edge = multiprocessing.get_context("spawn").Process(
-            target=_run_edge, args=(grpc_addr, http_addr, max_body_bytes), daemon=True
-        )
-        edge.start()
-
-    def ready() -> None:
-        where = f"gRPC on {grpc_addr}" + ("" if grpc_only else f", HTTP on http://{http_addr}")
-        _say(f"Switchboard is serving {where}")
-
-    try:
-        asyncio.run(_serve_core(database_url, grpc_addr, edge, ready))
-    finally:
-        if edge is not None and edge.is_alive():
-            edge.terminate()
-            edge.join(timeout=10)
-    if edge is not None and edge.exitcode not in (0, -signal.SIGTERM):
-        typer.echo(
-            f"the HTTP edge stopped (exit code {edge.exitcode}); see the log above", err=True
-        )
-        raise typer.Exit(1)
+    where = f"gRPC on {grpc_addr}" + ("" if grpc_only else f", HTTP on http://{http_addr}")
+    _say(f"Switchboard is serving {where} with {workers} worker(s)")
+    config = WorkerConfig(
+        database_url=database_url,
+        grpc_addr=grpc_addr,
+        http_addr=None if grpc_only else http_addr,
+        max_body_bytes=max_body_bytes,
+        reuse_port=workers > 1,
+    )
+    status = _supervise(config, workers)
+    if status:
+        typer.echo("a worker stopped unexpectedly; see the log above", err=True)
+        raise typer.Exit(status)
 
 
 @app.command()

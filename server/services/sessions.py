@@ -122,11 +122,8 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
             async with aclosing(self._turns.run(principal, turn)) as events:
                 async for event in events:
                     if isinstance(event, TurnDone):
-                        stored = await self._repository.list_messages(
-                            event.reply.session_id, after=event.reply.position - 2, limit=1
-                        )
                         return session_service_pb2.SendMessageResponse(
-                            message=resources.message_to_proto(stored[0]),
+                            message=resources.message_to_proto(event.messages[0]),
                             reply=resources.message_to_proto(event.reply),
                             quick_replies=event.quick_replies,
                         )

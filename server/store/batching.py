@@ -29,14 +29,13 @@ class TurnWrite:
     """The rows one turn step writes.
 
     With `reserve`, the session `(workspace_id, session_id)` hands out the next
-    `len(messages) + reserve_extra` positions atomically, and `messages` get the first of
-    them in order; otherwise `messages` carry their positions already."""
+    `len(messages)` positions atomically, and `messages` get them in order; otherwise
+    `messages` carry their positions already."""
 
     sessions: list[dict[str, Any]] = field(default_factory=list)
     messages: list[dict[str, Any]] = field(default_factory=list)
     usage: list[dict[str, Any]] = field(default_factory=list)
     reserve: tuple[str, str] | None = None
-    reserve_extra: int = 0
 
 
 class WriteBatcher:
@@ -107,7 +106,7 @@ class WriteBatcher:
     async def _reserve(connection: AsyncConnection, work: TurnWrite) -> int | None:
         assert work.reserve is not None
         workspace_id, session_id = work.reserve
-        needed = len(work.messages) + work.reserve_extra
+        needed = len(work.messages)
         result = await connection.execute(
             update(_SESSIONS)
             .where(_SESSIONS.c.id == session_id, _SESSIONS.c.workspace_id == workspace_id)

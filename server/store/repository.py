@@ -44,6 +44,7 @@ from server.store.tables import (
 )
 
 _MESSAGES = Message.__table__  # type: ignore[attr-defined]
+_SESSIONS = Session.__table__  # type: ignore[attr-defined]
 
 # How long a replica trusts what it read of keys, agents and knowledge rankings. Changes made
 # through this replica apply at once; changes made through another replica within this time.
@@ -94,34 +95,45 @@ class MessageRecord:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-@dataclass(frozen=True)
-class StartedTurn:
-    """Where a turn's messages went: the session, the stored messages, the reply's place."""
+class Generation:
+    """A counter that every write to keys, agents or knowledge bumps. Workers of one
+    `switchboard serve` share it (a `multiprocessing.Value`), so that what one of them changes
+    is never served stale from another's cache."""
 
-    session_id: str
-    messages: list[MessageRecord]
-    reply_position: int
+    def __init__(self, shared: Any = None) -> None:
+        self._shared = shared
+        self._local = 0
+
+    @property
+    def value(self) -> int:
+        return int(self._shared.value) if self._shared is not None else self._local
+
+    def bump(self) -> None:
+        if self._shared is None:
+            self._local += 1
+            return
+        with self._shared.get_lock():
+            self._shared.value += 1
 
 
 class _TimedCache:
-    """A small read-through cache whose entries expire after `CACHE_SECONDS`."""
+    """A small read-through cache. Entries expire after `CACHE_SECONDS`, or at once when the
+    generation moves on."""
 
-    def __init__(self) -> None:
-        self._entries: dict[Any, tuple[float, Any]] = {}
+    def __init__(self, generation: Generation) -> None:
+        self._generation = generation
+        self._entries: dict[Any, tuple[float, int, Any]] = {}
 
     def get(self, key: Any) -> Any:
         entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic():
+        if entry is None or entry[0] < time.monotonic() or entry[1] != self._generation.value:
             return None
-        return entry[1]
+        return entry[2]
 
     def put(self, key: Any, value: Any) -> None:
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[key] = (time.monotonic() + CACHE_SECONDS, value)
-
-    def clear(self) -> None:
-        self._entries.clear()
+        self._entries[key] = (time.monotonic() + CACHE_SECONDS, self._generation.value, value)
 
 
 def _rank_bm25(rows: Sequence[Any]) -> list[ScoredPassage]:
@@ -165,7 +177,7 @@ def _rank_bm25(rows: Sequence[Any]) -> list[ScoredPassage]:
 
 
 class Repository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, generation: Generation | None = None) -> None:
         self.engine = engine
         self._sqlite = is_sqlite(str(engine.url))
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
@@ -175,9 +187,10 @@ class Repository:
         self._batcher = WriteBatcher(engine, self._write_lock)
         # Published versions never change, so their configs are cached for good.
         self._versions: dict[tuple[str, int], dict[str, Any]] = {}
-        self._keys = _TimedCache()
-        self._agents = _TimedCache()
-        self._searches = _TimedCache()
+        self._generation = generation or Generation()
+        self._keys = _TimedCache(self._generation)
+        self._agents = _TimedCache(self._generation)
+        self._searches = _TimedCache(self._generation)
 
     def session(self) -> AsyncSession:
         return self._sessions()
@@ -268,7 +281,7 @@ class Repository:
                 key.revoked_at = utcnow()
                 db.add(key)
                 await db.commit()
-            self._keys.clear()
+            self._generation.bump()
             return key
 
     # Agents
@@ -332,7 +345,7 @@ class Repository:
                 raise AlreadyExists(
                     f"an agent with slug {slug!r} already exists", reason="SLUG_TAKEN"
                 ) from exc
-            self._agents.clear()
+            self._generation.bump()
             return row
 
     async def delete_agent(self, workspace_id: str, agent: str) -> None:
@@ -348,8 +361,7 @@ class Repository:
             await db.exec(delete(AgentVersion).where(AgentVersion.agent_id == row.id))  # type: ignore[call-overload,arg-type]
             await db.delete(row)
             await db.commit()
-            self._searches.clear()
-            self._agents.clear()
+            self._generation.bump()
 
     async def publish_agent(self, workspace_id: str, agent: str) -> AgentVersion:
         """Snapshots the draft as the next version. The version bump is one atomic UPDATE, so
@@ -368,7 +380,7 @@ class Repository:
             version = AgentVersion(agent_id=row.id, version=number, config=config)
             db.add(version)
             await db.commit()
-            self._agents.clear()
+            self._generation.bump()
             return version
 
     async def list_agent_versions(
@@ -440,7 +452,7 @@ class Repository:
                     [{"id": p.id, "h": p.heading, "t": p.text} for p in rows],
                 )
             await db.commit()
-            self._searches.clear()
+            self._generation.bump()
         return document
 
     async def list_documents(
@@ -465,7 +477,7 @@ class Repository:
             await self._delete_passages(db, Passage.document_id == document_id)
             await db.delete(document)
             await db.commit()
-            self._searches.clear()
+            self._generation.bump()
 
     async def _delete_passages(self, db: AsyncSession, condition: Any) -> None:
         if self._sqlite:
@@ -589,37 +601,36 @@ class Repository:
             rows = (await connection.execute(query)).mappings().all()
         return [MessageRecord(**row) for row in rows]
 
-    async def start_turn(
+    async def session_agent(self, workspace_id: str, session_id: str) -> str:
+        """The id of the agent a session talks to."""
+        query = select(_SESSIONS.c.agent_id).where(
+            _SESSIONS.c.id == session_id, _SESSIONS.c.workspace_id == workspace_id
+        )
+        async with self.engine.connect() as connection:
+            agent_id = (await connection.execute(query)).scalar()
+        if agent_id is None:
+            raise SessionNotFound(session_id)
+        return str(agent_id)
+
+    async def record_turn(
         self,
         workspace_id: str,
         *,
         agent_id: str,
-        session_id: str | None,
+        session_id: str,
+        new_session: bool,
         labels: dict[str, str],
         messages: Sequence[tuple[str, str]],
-    ) -> StartedTurn:
-        """Appends a turn's incoming `(role, content)` messages and reserves the position of
-        its reply. Without `session_id` a new session is created.
+        reply: MessageRecord | None,
+        usage: dict[str, Any] | None,
+    ) -> list[MessageRecord]:
+        """Appends a turn in one transaction: its incoming `(role, content)` messages, then
+        its reply and usage record if given; with `new_session`, the session too. Returns the
+        stored messages, the reply last, with their positions.
 
-        Reserving positions with one atomic UPDATE keeps concurrent turns of a session from
-        interleaving, on any number of replicas."""
+        Positions are reserved with one atomic UPDATE per turn, so concurrent turns of a
+        session never interleave, on any number of replicas."""
         now = utcnow()
-        work = TurnWrite(reserve_extra=1)
-        if session_id is None:
-            session_id = ids.new_id("sess")
-            work.sessions.append(
-                {
-                    "id": session_id,
-                    "workspace_id": workspace_id,
-                    "agent_id": agent_id,
-                    "labels": labels,
-                    "last_position": len(messages) + 1,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        else:
-            work.reserve = (workspace_id, session_id)
         stored = [
             MessageRecord(
                 id=ids.new_id("msg"),
@@ -631,18 +642,32 @@ class Repository:
             )
             for position, (role, content) in enumerate(messages, start=1)
         ]
+        if reply is not None:
+            reply.position = len(stored) + 1
+            stored.append(reply)
+        work = TurnWrite(usage=[usage] if usage is not None else [])
+        if new_session:
+            work.sessions.append(
+                {
+                    "id": session_id,
+                    "workspace_id": workspace_id,
+                    "agent_id": agent_id,
+                    "labels": labels,
+                    "last_position": len(stored),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        else:
+            work.reserve = (workspace_id, session_id)
         work.messages.extend(message.row() for message in stored)
         first = await self._batcher.write(work)
-        if work.reserve is not None:
+        if not new_session:
             if first is None:
                 raise SessionNotFound(session_id)
             for offset, message in enumerate(stored):
                 message.position = first + offset
-        return StartedTurn(session_id, stored, stored[-1].position + 1)
-
-    async def finish_turn(self, reply: MessageRecord, usage: dict[str, Any]) -> None:
-        """Stores a turn's reply and its usage record together."""
-        await self._batcher.write(TurnWrite(messages=[reply.row()], usage=[usage]))
+        return stored
 
     # Idempotency
 

@@ -39,6 +39,42 @@ async def add_agent_with_knowledge(repository: Repository, workspace: str) -> st
     return agent.id
 
 
+async def record(
+    repository: Repository, workspace: str, agent_id: str, session_id: str | None, question: str
+) -> list[MessageRecord]:
+    """Records a turn with a canned reply; a new session when `session_id` is None."""
+    sid = session_id or ids.new_id("sess")
+    reply = MessageRecord(
+        id=ids.new_id("msg"),
+        session_id=sid,
+        position=0,
+        role="assistant",
+        content=question.replace("question", "answer"),
+        created_at=utcnow(),
+    )
+    usage = {
+        "workspace_id": workspace,
+        "key_id": None,
+        "agent_id": agent_id,
+        "session_id": sid,
+        "message_id": reply.id,
+        "prompt_tokens": 2,
+        "completion_tokens": 2,
+        "total_tokens": 4,
+        "created_at": utcnow(),
+    }
+    return await repository.record_turn(
+        workspace,
+        agent_id=agent_id,
+        session_id=sid,
+        new_session=session_id is None,
+        labels={},
+        messages=[("user", question)],
+        reply=reply,
+        usage=usage,
+    )
+
+
 async def test_schema_is_migrated(repository: Repository):
     async with repository.engine.connect() as connection:
         version = (
@@ -83,19 +119,14 @@ async def test_other_workspaces_see_nothing(repository: Repository, workspace: s
     await repository.ensure_workspace(stranger, "stranger")
     with pytest.raises(AgentNotFound):
         await repository.get_agent(stranger, agent_id)
-    turn = await repository.start_turn(
-        workspace, agent_id=agent_id, session_id=None, labels={}, messages=[("user", "hi")]
-    )
+    session = await repository.create_session(workspace, agent_id, labels={})
     with pytest.raises(SessionNotFound):
-        await repository.get_session(stranger, turn.session_id)
+        await repository.get_session(stranger, session.id)
     with pytest.raises(SessionNotFound):
-        await repository.start_turn(
-            stranger,
-            agent_id=agent_id,
-            session_id=turn.session_id,
-            labels={},
-            messages=[("user", "x")],
-        )
+        await repository.session_agent(stranger, session.id)
+    with pytest.raises(SessionNotFound):
+        await record(repository, stranger, agent_id, session.id, "x")
+    assert await repository.list_messages(session.id) == []
 
 
 async def test_search_ranks_the_matching_passage_first(repository: Repository, workspace: str):
@@ -142,35 +173,8 @@ async def test_concurrent_turns_reserve_adjacent_positions(repository: Repositor
     session = await repository.create_session(workspace, agent_id, labels={})
 
     async def turn(i: int) -> None:
-        started = await repository.start_turn(
-            workspace,
-            agent_id=agent_id,
-            session_id=session.id,
-            labels={},
-            messages=[("user", f"question {i}")],
-        )
-        [user], reply_at = started.messages, started.reply_position
-        await asyncio.sleep(0)
-        await repository.finish_turn(
-            MessageRecord(
-                id=ids.new_id("msg"),
-                session_id=session.id,
-                position=reply_at,
-                role="assistant",
-                content=f"answer {i}",
-                created_at=utcnow(),
-            ),
-            {
-                "workspace_id": workspace,
-                "agent_id": agent_id,
-                "session_id": session.id,
-                "prompt_tokens": 2,
-                "completion_tokens": 2,
-                "total_tokens": 4,
-                "created_at": utcnow(),
-            },
-        )
-        assert reply_at == user.position + 1
+        user, reply = await record(repository, workspace, agent_id, session.id, f"question {i}")
+        assert reply.position == user.position + 1
 
     await asyncio.gather(*(turn(i) for i in range(15)))
     stored = await repository.list_messages(session.id)
@@ -196,12 +200,10 @@ async def test_keys_are_stored_hashed_and_revocable(repository: Repository, work
 
 async def test_deleting_an_agent_removes_its_sessions(repository: Repository, workspace: str):
     agent_id = await add_agent_with_knowledge(repository, workspace)
-    turn = await repository.start_turn(
-        workspace, agent_id=agent_id, session_id=None, labels={}, messages=[("user", "hi")]
-    )
+    user, _ = await record(repository, workspace, agent_id, None, "hi")
     await repository.delete_agent(workspace, agent_id)
     with pytest.raises(SessionNotFound):
-        await repository.get_session(workspace, turn.session_id)
+        await repository.get_session(workspace, user.session_id)
     assert await repository.search_passages(agent_id, ["canada"], limit=3) == []
 
 

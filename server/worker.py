@@ -1,0 +1,98 @@
+"""One serving process: the core's servicers over gRPC and, unless gRPC-only, the HTTP edge on
+the same event loop, calling the servicers through the in-process channel (no second hop).
+
+`switchboard serve` runs one of these, or several sharing the ports (SO_REUSEPORT) and the
+database, so that every core of the machine serves requests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from server.app import Core
+from server.store.database import create_engine
+from server.store.repository import Generation, Repository
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    database_url: str
+    grpc_addr: str
+    # None serves gRPC only.
+    http_addr: str | None
+    max_body_bytes: int
+    reuse_port: bool
+
+
+class _EdgeServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The worker owns the signals: it stops the edge and the gRPC server together.
+        yield
+
+
+def _listen(address: str, reuse_port: bool) -> socket.socket:
+    host, _, port = address.rpartition(":")
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        host.strip("[]") or "127.0.0.1", int(port), type=socket.SOCK_STREAM
+    )[0]
+    # With proto set to TCP, asyncio turns on TCP_NODELAY for each accepted connection.
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(sockaddr)
+    sock.listen(2048)
+    return sock
+
+
+def run_worker(config: WorkerConfig, shared_generation: Any = None) -> None:
+    """Serves until SIGTERM or SIGINT, then drains in-flight calls and streams."""
+    asyncio.run(_serve(config, Generation(shared_generation)))
+
+
+async def _serve(config: WorkerConfig, generation: Generation) -> None:
+    repository = Repository(create_engine(config.database_url), generation)
+    core = Core(repository)
+    await core.start()
+    grpc_server = await core.serve_grpc(config.grpc_addr, reuse_port=config.reuse_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    edge: asyncio.Task[None] | None = None
+    http: _EdgeServer | None = None
+    if config.http_addr is not None:
+        from http_edge.app import create_app
+
+        app = create_app(
+            config.grpc_addr, max_body_bytes=config.max_body_bytes, channel=core.local_channel()
+        )
+        http = _EdgeServer(
+            uvicorn.Config(
+                app,
+                http="httptools",
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
+                timeout_graceful_shutdown=10,
+            )
+        )
+        edge = asyncio.create_task(
+            http.serve(sockets=[_listen(config.http_addr, config.reuse_port)])
+        )
+        edge.add_done_callback(lambda _: stop.set())
+    await stop.wait()
+    if http is not None and edge is not None:
+        http.should_exit = True
+        await edge
+    # Drain in-flight calls, streams included, before exiting.
+    await grpc_server.stop(grace=10)
+    await repository.close()
