@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+import uvloop
 
 from server.app import Core
 from server.store.database import create_engine
@@ -55,7 +56,7 @@ def _listen(address: str, reuse_port: bool) -> socket.socket:
 
 def run_worker(config: WorkerConfig, shared_generation: Any = None) -> None:
     """Serves until SIGTERM or SIGINT, then drains in-flight calls and streams."""
-    asyncio.run(_serve(config, Generation(shared_generation)))
+    uvloop.run(_serve(config, Generation(shared_generation)))
 
 
 async def _serve(config: WorkerConfig, generation: Generation) -> None:

@@ -9,10 +9,10 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -42,6 +42,8 @@ from server.store.tables import (
     Workspace,
     utcnow,
 )
+
+T = TypeVar("T")
 
 _MESSAGES = Message.__table__  # type: ignore[attr-defined]
 _SESSIONS = Session.__table__  # type: ignore[attr-defined]
@@ -118,22 +120,33 @@ class Generation:
 
 class _TimedCache:
     """A small read-through cache. Entries expire after `CACHE_SECONDS`, or at once when the
-    generation moves on."""
+    generation moves on. Concurrent misses of one key share a single load."""
 
     def __init__(self, generation: Generation) -> None:
         self._generation = generation
         self._entries: dict[Any, tuple[float, int, Any]] = {}
+        self._loading: dict[Any, asyncio.Future[Any]] = {}
 
-    def get(self, key: Any) -> Any:
+    async def fetch(self, key: Any, load: Callable[[], Awaitable[T]]) -> T:
         entry = self._entries.get(key)
-        if entry is None or entry[0] < time.monotonic() or entry[1] != self._generation.value:
-            return None
-        return entry[2]
+        if entry is not None and entry[0] >= time.monotonic():
+            if entry[1] == self._generation.value:
+                return entry[2]  # type: ignore[no-any-return]
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = self._loading[key] = asyncio.ensure_future(self._load(key, load))
+        return await asyncio.shield(pending)  # type: ignore[no-any-return]
 
-    def put(self, key: Any, value: Any) -> None:
+    async def _load(self, key: Any, load: Callable[[], Awaitable[T]]) -> T:
+        generation = self._generation.value
+        try:
+            value = await load()
+        finally:
+            del self._loading[key]
         if len(self._entries) > 10_000:
             self._entries.clear()
-        self._entries[key] = (time.monotonic() + CACHE_SECONDS, self._generation.value, value)
+        self._entries[key] = (time.monotonic() + CACHE_SECONDS, generation, value)
+        return value
 
 
 def _rank_bm25(rows: Sequence[Any]) -> list[ScoredPassage]:
@@ -252,17 +265,14 @@ class Repository:
     async def find_key(self, secret: str) -> ApiKey | None:
         """The live key with this secret, or None."""
         digest = ids.hash_secret(secret)
-        cached = self._keys.get(digest)
-        if cached is not None:
-            return cached or None
+        # Unknown secrets are remembered too (as False), so guessing costs no queries.
+        return await self._keys.fetch(digest, lambda: self._load_key(digest)) or None
+
+    async def _load_key(self, digest: str) -> ApiKey | bool:
         async with self.session() as db:
             result = await db.exec(select(ApiKey).where(ApiKey.secret_hash == digest))  # type: ignore[arg-type]
             key = result.scalars().first()
-        if key is not None and key.revoked_at is not None:
-            key = None
-        # Unknown secrets are remembered too (as False), so guessing costs no queries.
-        self._keys.put(digest, key or False)
-        return key
+        return key if key is not None and key.revoked_at is None else False
 
     async def list_keys(self, workspace_id: str, *, limit: int, after: str | None) -> list[ApiKey]:
         query = select(ApiKey).where(ApiKey.workspace_id == workspace_id)
@@ -397,9 +407,11 @@ class Repository:
             return list(result.scalars())
 
     async def get_published_agent(self, workspace_id: str, agent: str) -> PublishedAgent:
-        cached = self._agents.get((workspace_id, agent))
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
+        return await self._agents.fetch(
+            (workspace_id, agent), lambda: self._load_published_agent(workspace_id, agent)
+        )
+
+    async def _load_published_agent(self, workspace_id: str, agent: str) -> PublishedAgent:
         row = await self.get_agent(workspace_id, agent)
         if row.latest_version == 0:
             raise AgentNotPublished(agent)
@@ -410,9 +422,7 @@ class Repository:
                 version = await db.get(AgentVersion, cache_key)
             assert version is not None
             config = self._versions[cache_key] = version.config
-        published = PublishedAgent(agent=row, version=row.latest_version, config=config)
-        self._agents.put((workspace_id, agent), published)
-        return published
+        return PublishedAgent(agent=row, version=row.latest_version, config=config)
 
     # Knowledge
 
@@ -501,10 +511,11 @@ class Repository:
         s / (s + 1)."""
         if not terms:
             return []
-        cache_key = (agent_id, tuple(terms), limit)
-        cached = self._searches.get(cache_key)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
+        return await self._searches.fetch(
+            (agent_id, tuple(terms), limit), lambda: self._search(agent_id, terms, limit)
+        )
+
+    async def _search(self, agent_id: str, terms: Sequence[str], limit: int) -> list[ScoredPassage]:
         stats = (
             "(SELECT count(*) FROM passages WHERE agent_id = :agent), "
             "(SELECT avg(length(text)) FROM passages WHERE agent_id = :agent)"
@@ -533,9 +544,7 @@ class Repository:
             )
         async with self.engine.connect() as connection:
             rows = (await connection.execute(query, params)).all()
-        ranked = _rank_bm25(rows)[:limit]
-        self._searches.put(cache_key, ranked)
-        return ranked
+        return _rank_bm25(rows)[:limit]
 
     # Sessions and messages
 
