@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+import random
 
 import grpc
 
@@ -30,7 +30,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)  # type: ignore[operator]
             return
-        request_id = _incoming_request_id(scope["headers"]) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope["headers"]) or f"{random.getrandbits(128):032x}"
         scope["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         started = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Iterator
@@ -90,6 +91,9 @@ async def _serve(config: WorkerConfig, generation: Generation) -> None:
             http.serve(sockets=[_listen(config.http_addr, config.reuse_port)])
         )
         edge.add_done_callback(lambda _: stop.set())
+    # Everything built so far lives as long as the process: keep the collector off it.
+    gc.collect()
+    gc.freeze()
     await stop.wait()
     if http is not None and edge is not None:
         http.should_exit = True
