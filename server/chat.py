@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 from google.protobuf import json_format
@@ -74,7 +74,9 @@ class TurnRunner:
         self._builtin = KnowledgeResponder()
         self._configs: dict[tuple[str, int], agent_pb2.Agent] = {}
 
-    async def run(self, principal: Principal, request: TurnRequest) -> AsyncIterator[TurnEvent]:
+    async def run(
+        self, principal: Principal, request: TurnRequest
+    ) -> AsyncGenerator[TurnEvent, None]:
         started = time.perf_counter()
         _validate_messages(request)
         published = await self._repository.get_published_agent(

@@ -8,7 +8,7 @@ from contextlib import aclosing
 
 import grpc
 from switchboard.v1 import completion_service_pb2 as pb
-from switchboard.v1 import completion_service_pb2_grpc
+from switchboard.v1 import completion_service_pb2_grpc, usage_pb2
 
 from server import idempotency, ids, resources
 from server.auth import current_principal
@@ -92,17 +92,20 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
         turn = _turn_request(request)
         completion_id = ids.new_completion_id()
         created = int(time.time())
-        base: pb.ChatCompletionChunk | None = None
+        base = pb.ChatCompletionChunk()
 
-        def chunk(**fields: object) -> pb.ChatCompletionChunk:
-            assert base is not None
+        def chunk(
+            delta: pb.ChatCompletionDelta | None = None,
+            finish_reason: str | None = None,
+            usage: usage_pb2.Usage | None = None,
+        ) -> pb.ChatCompletionChunk:
+            """A chunk sharing the stream's id and created; a choice, or only the usage."""
             message = pb.ChatCompletionChunk()
             message.CopyFrom(base)
-            for name, value in fields.items():
-                if name == "usage":
-                    message.usage.CopyFrom(value)  # type: ignore[arg-type]
-                else:
-                    getattr(message, name).extend(value)  # type: ignore[call-overload]
+            if delta is not None:
+                message.choices.add(index=0, delta=delta, finish_reason=finish_reason)
+            if usage is not None:
+                message.usage.CopyFrom(usage)
             return message
 
         async with aclosing(self._turns.run(current_principal(), turn)) as events:
@@ -117,28 +120,10 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
                         agent_id=event.agent_id,
                         session_id=event.session_id,
                     )
-                    yield chunk(
-                        choices=[
-                            pb.ChatCompletionChunkChoice(
-                                index=0, delta=pb.ChatCompletionDelta(role="assistant")
-                            )
-                        ]
-                    )
+                    yield chunk(pb.ChatCompletionDelta(role="assistant"))
                 elif isinstance(event, ContentDelta):
-                    yield chunk(
-                        choices=[
-                            pb.ChatCompletionChunkChoice(
-                                index=0, delta=pb.ChatCompletionDelta(content=event.text)
-                            )
-                        ]
-                    )
+                    yield chunk(pb.ChatCompletionDelta(content=event.text))
                 elif isinstance(event, TurnDone):
-                    yield chunk(
-                        choices=[
-                            pb.ChatCompletionChunkChoice(
-                                index=0, delta=pb.ChatCompletionDelta(), finish_reason="stop"
-                            )
-                        ]
-                    )
+                    yield chunk(pb.ChatCompletionDelta(), finish_reason="stop")
                     if request.stream_options.include_usage:
                         yield chunk(usage=resources.usage_of(event.reply))

@@ -14,14 +14,15 @@ from typing import Any
 
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlmodel import SQLModel
 
-from server.store.tables import Message, Session, UsageRecord, utcnow
+from server.store.tables import utcnow
 
 log = logging.getLogger(__name__)
 
-_SESSIONS = Session.__table__  # type: ignore[attr-defined]
-_MESSAGES = Message.__table__  # type: ignore[attr-defined]
-_USAGE = UsageRecord.__table__  # type: ignore[attr-defined]
+_SESSIONS = SQLModel.metadata.tables["sessions"]
+_MESSAGES = SQLModel.metadata.tables["messages"]
+_USAGE = SQLModel.metadata.tables["usage_records"]
 
 
 @dataclass

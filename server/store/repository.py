@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, text, update
+from sqlalchemy import select as select_columns
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server import ids
@@ -45,8 +47,8 @@ from server.store.tables import (
 
 T = TypeVar("T")
 
-_MESSAGES = Message.__table__  # type: ignore[attr-defined]
-_SESSIONS = Session.__table__  # type: ignore[attr-defined]
+_MESSAGES = SQLModel.metadata.tables["messages"]
+_SESSIONS = SQLModel.metadata.tables["sessions"]
 
 # How long a replica trusts what it read of keys, agents and knowledge rankings. Changes made
 # through this replica apply at once; changes made through another replica within this time.
@@ -131,11 +133,11 @@ class _TimedCache:
         entry = self._entries.get(key)
         if entry is not None and entry[0] >= time.monotonic():
             if entry[1] == self._generation.value:
-                return entry[2]  # type: ignore[no-any-return]
+                return entry[2]
         pending = self._loading.get(key)
         if pending is None:
             pending = self._loading[key] = asyncio.ensure_future(self._load(key, load))
-        return await asyncio.shield(pending)  # type: ignore[no-any-return]
+        return await asyncio.shield(pending)
 
     async def _load(self, key: Any, load: Callable[[], Awaitable[T]]) -> T:
         generation = self._generation.value
@@ -266,21 +268,22 @@ class Repository:
         """The live key with this secret, or None."""
         digest = ids.hash_secret(secret)
         # Unknown secrets are remembered too (as False), so guessing costs no queries.
-        return await self._keys.fetch(digest, lambda: self._load_key(digest)) or None
+        found: ApiKey | bool = await self._keys.fetch(digest, lambda: self._load_key(digest))
+        return found if isinstance(found, ApiKey) else None
 
     async def _load_key(self, digest: str) -> ApiKey | bool:
         async with self.session() as db:
-            result = await db.exec(select(ApiKey).where(ApiKey.secret_hash == digest))  # type: ignore[arg-type]
-            key = result.scalars().first()
+            result = await db.exec(select(ApiKey).where(col(ApiKey.secret_hash) == digest))
+            key = result.first()
         return key if key is not None and key.revoked_at is None else False
 
     async def list_keys(self, workspace_id: str, *, limit: int, after: str | None) -> list[ApiKey]:
-        query = select(ApiKey).where(ApiKey.workspace_id == workspace_id)
+        query = select(ApiKey).where(col(ApiKey.workspace_id) == workspace_id)
         if after:
-            query = query.where(ApiKey.id > after)
+            query = query.where(col(ApiKey.id) > after)
         async with self.session() as db:
-            result = await db.exec(query.order_by(ApiKey.id).limit(limit))  # type: ignore[arg-type]
-            return list(result.scalars())
+            result = await db.exec(query.order_by(ApiKey.id).limit(limit))
+            return list(result)
 
     async def revoke_key(self, workspace_id: str, key_id: str) -> ApiKey:
         async with self._writing() as db:
@@ -322,21 +325,21 @@ class Repository:
     async def _find_agent(db: AsyncSession, workspace_id: str, agent: str) -> Agent | None:
         column = Agent.id if agent.startswith("agt_") else Agent.slug
         result = await db.exec(
-            select(Agent).where(Agent.workspace_id == workspace_id, column == agent)  # type: ignore[arg-type]
+            select(Agent).where(col(Agent.workspace_id) == workspace_id, col(column) == agent)
         )
-        return result.scalars().first()
+        return result.first()
 
     async def list_agents(
         self, workspace_id: str, *, limit: int, after: str | None, published_only: bool = False
     ) -> list[Agent]:
-        query = select(Agent).where(Agent.workspace_id == workspace_id)
+        query = select(Agent).where(col(Agent.workspace_id) == workspace_id)
         if published_only:
-            query = query.where(Agent.latest_version > 0)
+            query = query.where(col(Agent.latest_version) > 0)
         if after:
-            query = query.where(Agent.id > after)
+            query = query.where(col(Agent.id) > after)
         async with self.session() as db:
-            result = await db.exec(query.order_by(Agent.id).limit(limit))  # type: ignore[arg-type]
-            return list(result.scalars())
+            result = await db.exec(query.order_by(Agent.id).limit(limit))
+            return list(result)
 
     async def update_agent(
         self, workspace_id: str, agent: str, *, slug: str | None, config: dict[str, Any]
@@ -363,12 +366,14 @@ class Repository:
             row = await self._find_agent(db, workspace_id, agent)
             if row is None:
                 raise AgentNotFound(agent)
-            sessions = select(Session.id).where(Session.agent_id == row.id)
-            await db.exec(delete(Message).where(Message.session_id.in_(sessions)))  # type: ignore[call-overload,attr-defined]
-            await db.exec(delete(Session).where(Session.agent_id == row.id))  # type: ignore[call-overload,arg-type]
-            await self._delete_passages(db, Passage.agent_id == row.id)
-            await db.exec(delete(KnowledgeDocument).where(KnowledgeDocument.agent_id == row.id))  # type: ignore[call-overload,arg-type]
-            await db.exec(delete(AgentVersion).where(AgentVersion.agent_id == row.id))  # type: ignore[call-overload,arg-type]
+            sessions = select(col(Session.id)).where(col(Session.agent_id) == row.id)
+            await db.exec(delete(Message).where(col(Message.session_id).in_(sessions)))
+            await db.exec(delete(Session).where(col(Session.agent_id) == row.id))
+            await self._delete_passages(db, col(Passage.agent_id) == row.id)
+            await db.exec(
+                delete(KnowledgeDocument).where(col(KnowledgeDocument.agent_id) == row.id)
+            )
+            await db.exec(delete(AgentVersion).where(col(AgentVersion.agent_id) == row.id))
             await db.delete(row)
             await db.commit()
             self._generation.bump()
@@ -381,10 +386,10 @@ class Repository:
             if row is None:
                 raise AgentNotFound(agent)
             result = await db.exec(
-                update(Agent)  # type: ignore[call-overload]
-                .where(Agent.id == row.id)  # type: ignore[arg-type]
+                update(Agent)
+                .where(col(Agent.id) == row.id)
                 .values(latest_version=Agent.latest_version + 1)
-                .returning(Agent.latest_version, Agent.config)
+                .returning(col(Agent.latest_version), col(Agent.config))
             )
             number, config = result.one()
             version = AgentVersion(agent_id=row.id, version=number, config=config)
@@ -397,14 +402,12 @@ class Repository:
         self, workspace_id: str, agent: str, *, limit: int, before: int | None
     ) -> list[AgentVersion]:
         row = await self.get_agent(workspace_id, agent)
-        query = select(AgentVersion).where(AgentVersion.agent_id == row.id)
+        query = select(AgentVersion).where(col(AgentVersion.agent_id) == row.id)
         if before is not None:
-            query = query.where(AgentVersion.version < before)
+            query = query.where(col(AgentVersion.version) < before)
         async with self.session() as db:
-            result = await db.exec(
-                query.order_by(AgentVersion.version.desc()).limit(limit)  # type: ignore[attr-defined]
-            )
-            return list(result.scalars())
+            result = await db.exec(query.order_by(col(AgentVersion.version).desc()).limit(limit))
+            return list(result)
 
     async def get_published_agent(self, workspace_id: str, agent: str) -> PublishedAgent:
         return await self._agents.fetch(
@@ -469,12 +472,12 @@ class Repository:
         self, workspace_id: str, agent: str, *, limit: int, after: str | None
     ) -> list[KnowledgeDocument]:
         row = await self.get_agent(workspace_id, agent)
-        query = select(KnowledgeDocument).where(KnowledgeDocument.agent_id == row.id)
+        query = select(KnowledgeDocument).where(col(KnowledgeDocument.agent_id) == row.id)
         if after:
-            query = query.where(KnowledgeDocument.id > after)
+            query = query.where(col(KnowledgeDocument.id) > after)
         async with self.session() as db:
-            result = await db.exec(query.order_by(KnowledgeDocument.id).limit(limit))  # type: ignore[arg-type]
-            return list(result.scalars())
+            result = await db.exec(query.order_by(KnowledgeDocument.id).limit(limit))
+            return list(result)
 
     async def delete_document(self, workspace_id: str, agent: str, document_id: str) -> None:
         row = await self.get_agent(workspace_id, agent)
@@ -484,21 +487,21 @@ class Repository:
                 raise NotFound(
                     f"document {document_id!r} does not exist", reason="DOCUMENT_NOT_FOUND"
                 )
-            await self._delete_passages(db, Passage.document_id == document_id)
+            await self._delete_passages(db, col(Passage.document_id) == document_id)
             await db.delete(document)
             await db.commit()
             self._generation.bump()
 
     async def _delete_passages(self, db: AsyncSession, condition: Any) -> None:
         if self._sqlite:
-            doomed = (await db.exec(select(Passage.id).where(condition))).all()  # type: ignore[call-overload]
+            doomed = (await db.exec(select(col(Passage.id)).where(condition))).all()
             if doomed:
                 connection = await db.connection()
                 await connection.execute(
                     text("DELETE FROM passage_index WHERE rowid = :id"),
-                    [{"id": row[0]} for row in doomed],
+                    [{"id": passage_id} for passage_id in doomed],
                 )
-        await db.exec(delete(Passage).where(condition))  # type: ignore[call-overload]
+        await db.exec(delete(Passage).where(condition))
 
     async def search_passages(
         self, agent_id: str, terms: Sequence[str], *, limit: int
@@ -566,25 +569,21 @@ class Repository:
             if session is None or session.workspace_id != workspace_id:
                 raise SessionNotFound(session_id)
             count = await db.scalar(
-                select(func.count()).where(Message.session_id == session_id)  # type: ignore[arg-type]
+                select(func.count()).where(col(Message.session_id) == session_id)
             )
         return session, int(count or 0)
 
     async def list_sessions(
         self, workspace_id: str, *, agent_id: str | None, limit: int, before: str | None
     ) -> list[tuple[Session, int]]:
-        counts = (
-            select(func.count())
-            .where(Message.session_id == Session.id)  # type: ignore[arg-type]
-            .scalar_subquery()
-        )
-        query = select(Session, counts).where(Session.workspace_id == workspace_id)
+        counts = select(func.count()).where(col(Message.session_id) == Session.id).scalar_subquery()
+        query = select(Session, counts).where(col(Session.workspace_id) == workspace_id)
         if agent_id:
-            query = query.where(Session.agent_id == agent_id)
+            query = query.where(col(Session.agent_id) == agent_id)
         if before:
-            query = query.where(Session.id < before)
+            query = query.where(col(Session.id) < before)
         async with self.session() as db:
-            result = await db.exec(query.order_by(Session.id.desc()).limit(limit))  # type: ignore[attr-defined,call-overload]
+            result = await db.exec(query.order_by(col(Session.id).desc()).limit(limit))
             return [(session, int(count)) for session, count in result.all()]
 
     async def delete_session(self, workspace_id: str, session_id: str) -> None:
@@ -592,7 +591,7 @@ class Repository:
             session = await db.get(Session, session_id)
             if session is None or session.workspace_id != workspace_id:
                 raise SessionNotFound(session_id)
-            await db.exec(delete(Message).where(Message.session_id == session_id))  # type: ignore[call-overload,arg-type]
+            await db.exec(delete(Message).where(col(Message.session_id) == session_id))
             await db.delete(session)
             await db.commit()
 
@@ -600,7 +599,7 @@ class Repository:
         self, session_id: str, *, limit: int | None = None, after: int = 0
     ) -> list[MessageRecord]:
         query = (
-            select(_MESSAGES)
+            select_columns(_MESSAGES)
             .where(_MESSAGES.c.session_id == session_id, _MESSAGES.c.position > after)
             .order_by(_MESSAGES.c.position)
         )
@@ -612,7 +611,7 @@ class Repository:
 
     async def session_agent(self, workspace_id: str, session_id: str) -> str:
         """The id of the agent a session talks to."""
-        query = select(_SESSIONS.c.agent_id).where(
+        query = select_columns(_SESSIONS.c.agent_id).where(
             _SESSIONS.c.id == session_id, _SESSIONS.c.workspace_id == workspace_id
         )
         async with self.engine.connect() as connection:
@@ -696,7 +695,7 @@ class Repository:
         async with self.session() as db:
             total = await db.scalar(
                 select(func.coalesce(func.sum(UsageRecord.total_tokens), 0)).where(
-                    UsageRecord.workspace_id == workspace_id  # type: ignore[arg-type]
+                    col(UsageRecord.workspace_id) == workspace_id
                 )
             )
         return int(total or 0)
