@@ -15,7 +15,9 @@ PROTO_ROOT = Path(__file__).resolve().parent
 
 def generate(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    sources = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.glob("switchboard/v1/*.proto"))
+    sources = sorted(
+        str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.glob("switchboard/v1/*.proto")
+    )
     well_known = Path(protoc.__file__).resolve().parent / "_proto"
     args = [
         "grpc_tools.protoc",
@@ -26,7 +28,6 @@ def generate(out_dir: Path) -> None:
         f"--pyi_out={out_dir}",
         *sources,
     ]
-    # protoc resolves sources relative to the include path, so run from the proto root.
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     for package in (out_dir / "switchboard", out_dir / "switchboard" / "v1"):
