@@ -64,8 +64,9 @@ class TurnRequest:
     messages: Sequence[tuple[str, str]]
     session_id: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    # The field path of `messages` in the caller's request, for field violations.
-    messages_field: str = "messages"
+    # Set when the caller's request carries its one message as a text field (SendMessage's
+    # `content`): field violations then name that field instead of `messages[i].content`.
+    content_field: str | None = None
 
 
 class TurnRunner:
@@ -238,18 +239,24 @@ class TurnRunner:
         return reply, usage
 
 
+def _field(request: TurnRequest, index: int, attribute: str) -> str:
+    """The path of a message's attribute in the caller's request, for field violations."""
+    if request.content_field is not None:
+        return request.content_field
+    return f"messages[{index}].{attribute}"
+
+
 def _validate_messages(request: TurnRequest) -> None:
-    name = request.messages_field
     if not request.messages:
-        raise InvalidArgument(name, "must contain at least one message")
+        raise InvalidArgument("messages", "must contain at least one message")
     for index, (role, _content) in enumerate(request.messages):
         if role not in ROLES:
             raise InvalidArgument(
-                f"{name}[{index}].role",
+                _field(request, index, "role"),
                 f"unknown role {role!r}; expected one of {', '.join(ROLES)}",
             )
     if not any(role == "user" for role, _ in request.messages):
-        raise InvalidArgument(name, "must contain a message with role 'user'")
+        raise InvalidArgument("messages", "must contain a message with role 'user'")
 
 
 def _apply_input_rails(agent: agent_pb2.Agent, request: TurnRequest) -> None:
@@ -259,6 +266,6 @@ def _apply_input_rails(agent: agent_pb2.Agent, request: TurnRequest) -> None:
     for index, (role, content) in enumerate(request.messages):
         if role == "user" and len(content) > limit:
             raise InvalidArgument(
-                f"{request.messages_field}[{index}].content",
+                _field(request, index, "content"),
                 f"is {len(content)} characters long; this agent accepts at most {limit}",
             )

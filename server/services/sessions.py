@@ -182,5 +182,5 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
             agent=session.agent_id,
             messages=[("user", request.content)],
             session_id=session_id,
-            messages_field="content",
+            content_field="content",
         )

@@ -11,7 +11,7 @@ from switchboard.v1 import agent_pb2, session_pb2
 from switchboard.v1 import completion_service_pb2 as cpb
 from switchboard.v1 import session_service_pb2 as spb
 
-from tests.grpc.conftest import error_reason
+from tests.grpc.conftest import error_reason, field_violations
 
 LONG_KNOWLEDGE_ANSWER = " ".join(f"word{i}" for i in range(60))
 
@@ -217,3 +217,25 @@ async def test_models_lists_published_agents(stubs, auth, make_agent):
     model = await stubs.models.GetModel(mpb.GetModelRequest(model="support-bot"), metadata=auth)
     assert (model.object, model.owned_by) == ("model", "switchboard")
     assert model.created > 1_700_000_000
+
+
+async def test_over_long_input_is_invalid_argument_naming_the_field(stubs, auth, make_agent):
+    agent = await make_agent(guardrails=agent_pb2.Guardrails(max_input_chars=20))
+    session = await new_session(stubs, auth, agent.name)
+    long_question = "How long do parcels to Norway take to arrive?"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stubs.sessions.SendMessage(
+            spb.SendMessageRequest(parent=session.name, content=long_question), metadata=auth
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 20" in field_violations(caught.value)["content"]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stubs.completions.CreateChatCompletion(
+            cpb.CreateChatCompletionRequest(
+                model=agent.slug, messages=[cpb.ChatMessage(role="user", content=long_question)]
+            ),
+            metadata=auth,
+        )
+    assert "messages[0].content" in field_violations(caught.value)
+    # Nothing of a refused turn is stored.
+    assert await messages_of(stubs, auth, session.name) == []
