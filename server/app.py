@@ -47,8 +47,8 @@ SERVICE_NAMES = tuple(
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
-def _log_unexpected(error: BaseException) -> None:
-    log.error("unexpected error in an RPC", exc_info=error)
+def _log_unexpected(error: BaseException, request_id: str | None) -> None:
+    log.error("unexpected error in an RPC (x-request-id %s)", request_id or "-", exc_info=error)
 
 
 class Core:

@@ -90,12 +90,19 @@ def current_principal() -> Principal:
     return _principal.get()
 
 
-def _bearer_token(metadata: Any) -> str | None:
+def _metadata_value(metadata: Any, name: str) -> str | None:
     for key, value in metadata or ():
-        if key == "authorization":
-            scheme, _, token = str(value).partition(" ")
-            return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
+        if key == name:
+            return str(value)
     return None
+
+
+def _bearer_token(metadata: Any) -> str | None:
+    value = _metadata_value(metadata, "authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else ""
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -105,7 +112,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     The wrapped handlers are built once per method and read the key from each call's
     metadata."""
 
-    def __init__(self, repository: Repository, on_unexpected: Callable[[BaseException], None]):
+    def __init__(
+        self,
+        repository: Repository,
+        on_unexpected: Callable[[BaseException, str | None], None],
+    ) -> None:
         self._repository = repository
         self._on_unexpected = on_unexpected
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -172,7 +183,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _authorize(
         self, context: grpc.aio.ServicerContext, scopes: frozenset[str], name: str
     ) -> Principal:
-        token = _bearer_token(context.invocation_metadata())
+        metadata = context.invocation_metadata()
+        token = _bearer_token(metadata)
         if token is None:
             raise Unauthenticated(
                 "missing API key: send the metadata `authorization: Bearer sk_…`",
@@ -188,6 +200,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 f"the key lacks the scope {needed} needed by {name}",
                 metadata={"required_scope": needed},
             )
+        if key.allowed_origins:
+            # Browser calls of publishable keys carry their page's origin (forwarded by the edge).
+            origin = _metadata_value(metadata, "origin")
+            if origin not in key.allowed_origins:
+                raise PermissionDenied(
+                    f"this key may only be used from {', '.join(key.allowed_origins)}",
+                    reason="ORIGIN_NOT_ALLOWED",
+                )
         return Principal(
             workspace_id=key.workspace_id,
             key_id=key.id,
@@ -200,11 +220,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 async def _abort(
     context: grpc.aio.ServicerContext,
     error: Exception,
-    on_unexpected: Callable[[BaseException], None],
+    on_unexpected: Callable[[BaseException, str | None], None],
 ) -> None:
     if isinstance(error, grpc.aio.AbortError):
         raise error
     if not isinstance(error, SwitchboardError):
-        on_unexpected(error)
+        on_unexpected(error, _metadata_value(context.invocation_metadata(), "x-request-id"))
         error = Internal()
     await context.abort_with_status(to_grpc_status(error))
