@@ -26,6 +26,7 @@ from http_edge.streaming import (
     DisconnectWatcher,
     MessageStream,
     sse_event,
+    unary_response,
 )
 from http_edge.transcoder import method_not_allowed
 from http_edge.types import Receive, Scope, Send
@@ -152,18 +153,13 @@ class ChatCompletions:
         metadata: Metadata,
     ) -> None:
         call = self._core.unary(CREATE_RPC)(request, metadata=metadata)
-        watcher = DisconnectWatcher(receive, call)
         try:
-            completion = await call
+            completion = await unary_response(call, receive)
         except grpc.aio.AioRpcError as exc:
             await send_error(scope, send, from_rpc_error(exc))
             return
-        except asyncio.CancelledError:
-            if watcher.disconnected:
-                return
-            raise
-        finally:
-            watcher.stop()
+        if completion is None:
+            return
         body = encode_json(render_completion(completion))
         await send_bytes(send, 200, body, [(b"x-session-id", completion.session_id.encode())])
 

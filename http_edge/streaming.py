@@ -79,6 +79,20 @@ class DisconnectWatcher:
         self._task.cancel()
 
 
+async def unary_response(call: Any, receive: Receive) -> Any:
+    """The response of a unary call, or None when the client disconnected first (the call is
+    then cancelled). Raises `grpc.aio.AioRpcError` as the call does."""
+    watcher = DisconnectWatcher(receive, call)
+    try:
+        return await call
+    except asyncio.CancelledError:
+        if watcher.disconnected:
+            return None
+        raise
+    finally:
+        watcher.stop()
+
+
 def _consume_outcome(future: asyncio.Future[Any]) -> None:
     with contextlib.suppress(BaseException):
         future.exception()

@@ -23,6 +23,7 @@ from http_edge.streaming import (
     DisconnectWatcher,
     MessageStream,
     sse_event,
+    unary_response,
     wants_sse,
 )
 from http_edge.types import Receive, Scope, Send
@@ -82,18 +83,13 @@ class Transcoder:
         metadata: Metadata,
     ) -> None:
         call = self._core.unary(route.rpc_path)(request, metadata=metadata)
-        watcher = DisconnectWatcher(receive, call)
         try:
-            response = await call
+            response = await unary_response(call, receive)
         except grpc.aio.AioRpcError as exc:
             await send_error(scope, send, from_rpc_error(exc))
             return
-        except asyncio.CancelledError:
-            if watcher.disconnected:
-                return
-            raise
-        finally:
-            watcher.stop()
+        if response is None:
+            return
         await send_bytes(send, 200, encode_json(response_to_dict(route, response)))
 
     async def _stream(

@@ -68,10 +68,9 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
             limit=limit + 1,
             after=resources.decode_page_token(request.page_token),
         )
-        page = rows[:limit]
+        page, next_token = resources.split_page(rows, limit, lambda row: row.id)
         return agent_service_pb2.ListAgentsResponse(
-            agents=[resources.agent_to_proto(row) for row in page],
-            next_page_token=resources.encode_page_token(page[-1].id) if len(rows) > limit else "",
+            agents=[resources.agent_to_proto(row) for row in page], next_page_token=next_token
         )
 
     async def UpdateAgent(
@@ -124,19 +123,15 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         agent = resources.parse_name(request.parent, "agents", "parent")
         workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
-        token = resources.decode_page_token(request.page_token)
-        if token is not None and not token.isdigit():
-            raise InvalidArgument("page_token", "is not a token this server issued")
+        before = resources.decode_number_token(request.page_token)
         row = await self._repository.get_agent(workspace, agent)
         versions = await self._repository.list_agent_versions(
-            workspace, row.id, limit=limit + 1, before=int(token) if token else None
+            workspace, row.id, limit=limit + 1, before=before
         )
-        page = versions[:limit]
+        page, next_token = resources.split_page(versions, limit, lambda v: v.version)
         return agent_service_pb2.ListAgentVersionsResponse(
             versions=[resources.version_to_proto(v, row) for v in page],
-            next_page_token=(
-                resources.encode_page_token(page[-1].version) if len(versions) > limit else ""
-            ),
+            next_page_token=next_token,
         )
 
     async def CreateKnowledgeDocument(
@@ -174,10 +169,10 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
             limit=limit + 1,
             after=resources.decode_page_token(request.page_token),
         )
-        page = rows[:limit]
+        page, next_token = resources.split_page(rows, limit, lambda row: row.id)
         return agent_service_pb2.ListKnowledgeDocumentsResponse(
             documents=[resources.document_to_proto(row) for row in page],
-            next_page_token=resources.encode_page_token(page[-1].id) if len(rows) > limit else "",
+            next_page_token=next_token,
         )
 
     async def DeleteKnowledgeDocument(

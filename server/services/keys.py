@@ -52,10 +52,9 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
             limit=limit + 1,
             after=resources.decode_page_token(request.page_token),
         )
-        page = rows[:limit]
+        page, next_token = resources.split_page(rows, limit, lambda row: row.id)
         return key_service_pb2.ListKeysResponse(
-            keys=[resources.key_to_proto(row) for row in page],
-            next_page_token=resources.encode_page_token(page[-1].id) if len(rows) > limit else "",
+            keys=[resources.key_to_proto(row) for row in page], next_page_token=next_token
         )
 
     async def RevokeKey(

@@ -71,12 +71,10 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
             limit=limit + 1,
             before=resources.decode_page_token(request.page_token),
         )
-        page = rows[:limit]
+        page, next_token = resources.split_page(rows, limit, lambda row: row[0].id)
         return session_service_pb2.ListSessionsResponse(
             sessions=[resources.session_to_proto(row, count) for row, count in page],
-            next_page_token=(
-                resources.encode_page_token(page[-1][0].id) if len(rows) > limit else ""
-            ),
+            next_page_token=next_token,
         )
 
     async def DeleteSession(
@@ -96,18 +94,12 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         session = resources.parse_name(request.parent, "sessions", "parent")
         await self._repository.get_session(current_principal().workspace_id, session)
         limit = resources.page_size(request.page_size, default=100)
-        token = resources.decode_page_token(request.page_token)
-        if token is not None and not token.isdigit():
-            raise InvalidArgument("page_token", "is not a token this server issued")
-        rows = await self._repository.list_messages(
-            session, limit=limit + 1, after=int(token) if token else 0
-        )
-        page = rows[:limit]
+        after = resources.decode_number_token(request.page_token) or 0
+        rows = await self._repository.list_messages(session, limit=limit + 1, after=after)
+        page, next_token = resources.split_page(rows, limit, lambda row: row.position)
         return session_service_pb2.ListMessagesResponse(
             messages=[resources.message_to_proto(row) for row in page],
-            next_page_token=(
-                resources.encode_page_token(page[-1].position) if len(rows) > limit else ""
-            ),
+            next_page_token=next_token,
         )
 
     async def SendMessage(
