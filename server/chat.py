@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from google.protobuf import json_format
@@ -151,6 +152,21 @@ class TurnRunner:
             )
         assert reply is not None
         yield TurnDone(stored, reply, list(agent.quick_replies))
+
+    async def run_to_end(
+        self, principal: Principal, request: TurnRequest
+    ) -> tuple[TurnStarted, TurnDone]:
+        """Runs a turn for a caller that wants the whole reply at once."""
+        started: TurnStarted | None = None
+        done: TurnDone | None = None
+        async with aclosing(self.run(principal, request)) as events:
+            async for event in events:
+                if isinstance(event, TurnStarted):
+                    started = event
+                elif isinstance(event, TurnDone):
+                    done = event
+        assert started is not None and done is not None
+        return started, done
 
     def _config(self, published: PublishedAgent) -> agent_pb2.Agent:
         key = (published.agent.id, published.version)

@@ -46,35 +46,26 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
         async def produce() -> pb.ChatCompletion:
             created = int(time.time())
             turn = _turn_request(request)
-            started: TurnStarted | None = None
-            async with aclosing(self._turns.run(principal, turn)) as events:
-                async for event in events:
-                    if isinstance(event, TurnStarted):
-                        started = event
-                    elif isinstance(event, TurnDone):
-                        assert started is not None
-                        reply = event.reply
-                        return pb.ChatCompletion(
-                            id=ids.new_completion_id(),
-                            object="chat.completion",
-                            created=created,
-                            model=turn.agent,
-                            choices=[
-                                pb.ChatCompletionChoice(
-                                    index=0,
-                                    message=pb.ChatCompletionMessage(
-                                        role="assistant", content=reply.content
-                                    ),
-                                    finish_reason="stop",
-                                )
-                            ],
-                            usage=resources.usage_of(reply),
-                            system_fingerprint=_fingerprint(started.backend),
-                            agent_id=started.agent_id,
-                            session_id=reply.session_id,
-                            content=reply.content,
-                        )
-            raise AssertionError("a turn always ends with TurnDone")
+            started, done = await self._turns.run_to_end(principal, turn)
+            reply = done.reply
+            return pb.ChatCompletion(
+                id=ids.new_completion_id(),
+                object="chat.completion",
+                created=created,
+                model=turn.agent,
+                choices=[
+                    pb.ChatCompletionChoice(
+                        index=0,
+                        message=pb.ChatCompletionMessage(role="assistant", content=reply.content),
+                        finish_reason="stop",
+                    )
+                ],
+                usage=resources.usage_of(reply),
+                system_fingerprint=_fingerprint(started.backend),
+                agent_id=started.agent_id,
+                session_id=reply.session_id,
+                content=reply.content,
+            )
 
         return await idempotency.once(
             self._repository,

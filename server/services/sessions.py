@@ -111,15 +111,12 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
 
         async def produce() -> session_service_pb2.SendMessageResponse:
             turn = await self._turn_request(request)
-            async with aclosing(self._turns.run(principal, turn)) as events:
-                async for event in events:
-                    if isinstance(event, TurnDone):
-                        return session_service_pb2.SendMessageResponse(
-                            message=resources.message_to_proto(event.messages[0]),
-                            reply=resources.message_to_proto(event.reply),
-                            quick_replies=event.quick_replies,
-                        )
-            raise AssertionError("a turn always ends with TurnDone")
+            _, done = await self._turns.run_to_end(principal, turn)
+            return session_service_pb2.SendMessageResponse(
+                message=resources.message_to_proto(done.messages[0]),
+                reply=resources.message_to_proto(done.reply),
+                quick_replies=done.quick_replies,
+            )
 
         return await idempotency.once(
             self._repository,
