@@ -101,18 +101,18 @@ class TurnRunner:
         else:
             session_id = ids.new_id("sess")
         backend = self._backend(agent)
-        yield TurnStarted(session_id, published.agent.id, published.version, backend.name)
-
         conversation = [(m.role, m.content) for m in history] + list(request.messages)
         if agent.instructions:
             conversation.insert(0, ("system", agent.instructions))
-        passages = await self._rank(published.agent.id, agent, request.messages)
-        turn = TurnContext(agent=agent, conversation=conversation, passages=passages)
 
+        passages: list[ScoredPassage] = []
         parts: list[str] = []
         first_token_at: float | None = None
         complete = False
         try:
+            yield TurnStarted(session_id, published.agent.id, published.version, backend.name)
+            passages = await self._rank(published.agent.id, agent, request.messages)
+            turn = TurnContext(agent=agent, conversation=conversation, passages=passages)
             async for delta in backend.stream_reply(turn):
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
