@@ -101,7 +101,11 @@ class Core:
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server
         )
-        if server.add_insecure_port(address) == 0:
-            raise OSError(f"cannot listen on {address}")
+        try:
+            server.add_insecure_port(address)
+        except RuntimeError as error:
+            raise OSError(
+                f"cannot listen on {address}: the address is in use or invalid"
+            ) from error
         await server.start()
         return server

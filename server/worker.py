@@ -50,17 +50,26 @@ def _listen(address: str, reuse_port: bool) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(sockaddr)
+    try:
+        sock.bind(sockaddr)
+    except OSError as error:
+        sock.close()
+        raise OSError(f"cannot listen on {address}: {error.strerror}") from error
     sock.listen(2048)
     return sock
 
 
 def run_worker(config: WorkerConfig, shared_generation: Any = None) -> None:
     """Serves until SIGTERM or SIGINT, then drains in-flight calls and streams."""
-    uvloop.run(_serve(config, Generation(shared_generation)))
+    try:
+        uvloop.run(_serve(config, Generation(shared_generation)))
+    except OSError as error:
+        raise SystemExit(f"switchboard: {error}") from None
 
 
 async def _serve(config: WorkerConfig, generation: Generation) -> None:
+    # The HTTP port first: a taken port fails the start before anything else runs.
+    listener = _listen(config.http_addr, config.reuse_port) if config.http_addr else None
     repository = Repository(create_engine(config.database_url), generation)
     core = Core(repository)
     await core.start()
@@ -71,7 +80,7 @@ async def _serve(config: WorkerConfig, generation: Generation) -> None:
         loop.add_signal_handler(sig, stop.set)
     edge: asyncio.Task[None] | None = None
     http: _EdgeServer | None = None
-    if config.http_addr is not None:
+    if listener is not None:
         from http_edge.app import create_app
 
         app = create_app(
@@ -87,9 +96,7 @@ async def _serve(config: WorkerConfig, generation: Generation) -> None:
                 timeout_graceful_shutdown=10,
             )
         )
-        edge = asyncio.create_task(
-            http.serve(sockets=[_listen(config.http_addr, config.reuse_port)])
-        )
+        edge = asyncio.create_task(http.serve(sockets=[listener]))
         edge.add_done_callback(lambda _: stop.set())
     # Everything built so far lives as long as the process: keep the collector off it.
     gc.collect()
