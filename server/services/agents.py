@@ -126,7 +126,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         before = resources.decode_number_token(request.page_token)
         row = await self._repository.get_agent(workspace, agent)
         versions = await self._repository.list_agent_versions(
-            workspace, row.id, limit=limit + 1, before=before
+            row.id, limit=limit + 1, before=before
         )
         page, next_token = resources.split_page(versions, limit, lambda v: v.version)
         return agent_service_pb2.ListAgentVersionsResponse(

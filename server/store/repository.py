@@ -400,10 +400,10 @@ class Repository:
             return version
 
     async def list_agent_versions(
-        self, workspace_id: str, agent: str, *, limit: int, before: int | None
+        self, agent_id: str, *, limit: int, before: int | None
     ) -> list[AgentVersion]:
-        row = await self.get_agent(workspace_id, agent)
-        query = select(AgentVersion).where(col(AgentVersion.agent_id) == row.id)
+        """The versions of an agent the caller has already found in its workspace."""
+        query = select(AgentVersion).where(col(AgentVersion.agent_id) == agent_id)
         if before is not None:
             query = query.where(col(AgentVersion.version) < before)
         async with self.session() as db:
