@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import random
+import secrets
 
 import grpc
 
@@ -30,7 +30,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)  # type: ignore[operator]
             return
-        request_id = _incoming_request_id(scope["headers"]) or f"{random.getrandbits(128):032x}"
+        request_id = _incoming_request_id(scope["headers"]) or secrets.token_hex(16)
         scope["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         started = False

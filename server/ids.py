@@ -1,24 +1,25 @@
-"""The one place that builds ids and secrets.
+"""The one place that builds ids and secrets, all from the OS CSPRNG (`secrets`).
 
 Ids are a prefix plus a time-ordered, random tail, so that sorting by id sorts by creation.
+Some ids are capabilities (knowing a session id lets a publishable key continue that
+conversation), so every id carries 128 random bits: none can be predicted from others.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 import secrets
 import time
 
 
 def new_id(prefix: str) -> str:
     """`agt_`, `sess_`, `msg_`, `doc_`, `key_`, ... followed by 11 hex digits of milliseconds
-    and 10 random hex digits. Ids name things, they grant nothing: a fast generator will do."""
-    return f"{prefix}_{int(time.time() * 1000):011x}{random.getrandbits(40):010x}"
+    and 32 random hex digits (128 bits)."""
+    return f"{prefix}_{int(time.time() * 1000):011x}{secrets.token_hex(16)}"
 
 
 def new_completion_id() -> str:
-    return f"chatcmpl-{random.getrandbits(96):024x}"
+    return f"chatcmpl-{secrets.token_hex(16)}"
 
 
 def new_secret(kind_prefix: str) -> str:
