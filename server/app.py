@@ -24,6 +24,7 @@ from switchboard.v1 import (
 
 from server.auth import AuthInterceptor
 from server.chat import TurnRunner
+from server.idempotency import IdempotencyKeys
 from server.local_channel import HandlerCollector, LocalChannel
 from server.services.agents import AgentService
 from server.services.completions import CompletionService
@@ -59,15 +60,16 @@ class Core:
         self._interceptor = AuthInterceptor(repository, _log_unexpected)
         self._health = health_aio.HealthServicer()
         turns = TurnRunner(repository)
+        idempotency = IdempotencyKeys(repository)
         self._servicers = (
             (agent_service_pb2_grpc.add_AgentServiceServicer_to_server, AgentService(repository)),
             (
                 session_service_pb2_grpc.add_SessionServiceServicer_to_server,
-                SessionService(repository, turns),
+                SessionService(repository, turns, idempotency),
             ),
             (
                 completion_service_pb2_grpc.add_CompletionServiceServicer_to_server,
-                CompletionService(repository, turns),
+                CompletionService(repository, turns, idempotency),
             ),
             (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(repository)),
             (key_service_pb2_grpc.add_KeyServiceServicer_to_server, KeyService(repository)),

@@ -13,19 +13,17 @@ from typing import Any
 import grpc
 
 from server.errors import (
+    AgentNotFound,
+    AgentNotPublished,
     Internal,
     PermissionDenied,
+    SessionNotFound,
     SwitchboardError,
     Unauthenticated,
     to_grpc_status,
 )
-from server.store.repository import Repository
-
-_CHAT = frozenset({"chat:write"})
-_AGENTS_READ = frozenset({"agents:read"})
-_AGENTS_WRITE = frozenset({"agents:write"})
-_SESSIONS_READ = frozenset({"sessions:read"})
-_KEYS = frozenset({"keys:write"})
+from server.store.repository import PublishedAgent, Repository
+from server.validation import UNDECODABLE, check_request
 
 ALL_SCOPES = (
     "chat:write",
@@ -36,9 +34,30 @@ ALL_SCOPES = (
     "usage:read",
 )
 
-# Each RPC and the scopes of which a key needs at least one. RPCs not listed (health,
-# reflection) need no key.
-SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
+
+@dataclass(frozen=True)
+class Access:
+    """Who may call an RPC: a secret key holding at least one of `scopes`, and, when
+    `publishable`, a publishable key too (always held to its listed agents)."""
+
+    scopes: frozenset[str]
+    publishable: bool = False
+
+
+_CHAT = Access(frozenset({"chat:write"}), publishable=True)
+_AGENTS_READ = Access(frozenset({"agents:read"}))
+_AGENTS_WRITE = Access(frozenset({"agents:write"}))
+_SESSIONS_READ = Access(frozenset({"sessions:read"}))
+_SESSIONS_WRITE = Access(frozenset({"chat:write"}))
+_KEYS = Access(frozenset({"keys:write"}))
+_MODELS = Access(frozenset({"chat:write", "agents:read"}), publishable=True)
+# A publishable key reads the messages of a session it names (its widget's own conversation);
+# a secret key needs `sessions:read`.
+_SESSION_MESSAGES = Access(frozenset({"sessions:read"}), publishable=True)
+
+# The one table of who may call what. An RPC of a Switchboard service that is missing here is
+# refused to every key (fail closed); only the health and reflection services need no key.
+ACCESS_BY_METHOD: dict[str, Access] = {
     "/switchboard.v1.AgentService/CreateAgent": _AGENTS_WRITE,
     "/switchboard.v1.AgentService/GetAgent": _AGENTS_READ,
     "/switchboard.v1.AgentService/ListAgents": _AGENTS_READ,
@@ -52,18 +71,25 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     "/switchboard.v1.SessionService/CreateSession": _CHAT,
     "/switchboard.v1.SessionService/GetSession": _SESSIONS_READ,
     "/switchboard.v1.SessionService/ListSessions": _SESSIONS_READ,
-    "/switchboard.v1.SessionService/DeleteSession": _CHAT,
-    "/switchboard.v1.SessionService/ListMessages": _SESSIONS_READ,
+    "/switchboard.v1.SessionService/DeleteSession": _SESSIONS_WRITE,
+    "/switchboard.v1.SessionService/ListMessages": _SESSION_MESSAGES,
     "/switchboard.v1.SessionService/SendMessage": _CHAT,
     "/switchboard.v1.SessionService/StreamMessage": _CHAT,
     "/switchboard.v1.CompletionService/CreateChatCompletion": _CHAT,
     "/switchboard.v1.CompletionService/StreamChatCompletion": _CHAT,
-    "/switchboard.v1.ModelService/ListModels": _CHAT | _AGENTS_READ,
-    "/switchboard.v1.ModelService/GetModel": _CHAT | _AGENTS_READ,
+    "/switchboard.v1.ModelService/ListModels": _MODELS,
+    "/switchboard.v1.ModelService/GetModel": _MODELS,
     "/switchboard.v1.KeyService/CreateKey": _KEYS,
     "/switchboard.v1.KeyService/ListKeys": _KEYS,
     "/switchboard.v1.KeyService/RevokeKey": _KEYS,
 }
+# Services that answer without a key: load balancers probe health, tools read reflection.
+PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_NOBODY = Access(frozenset())
+
+
+def is_public(method: str) -> bool:
+    return method.startswith(PUBLIC_SERVICES)
 
 
 @dataclass(frozen=True)
@@ -76,11 +102,43 @@ class Principal:
     scopes: frozenset[str]
     allowed_agents: frozenset[str]
 
-    def may_use_agent(self, agent_id: str, slug: str | None) -> bool:
-        """Publishable keys chat only with their listed agents."""
-        if self.kind != "publishable":
+    @property
+    def publishable(self) -> bool:
+        return self.kind == "publishable"
+
+    def may_use_agent(self, agent_id: str, slug: str | None = None) -> bool:
+        """What a principal may see of agents and their sessions: a publishable key only its
+        listed agents (stored as ids; keys made before that listed slugs), a secret key all of
+        its workspace's."""
+        if not self.publishable:
             return True
         return agent_id in self.allowed_agents or (slug is not None and slug in self.allowed_agents)
+
+    def check_agent(self, agent_id: str, slug: str | None, asked: str) -> None:
+        """Raises *not found* for an agent the principal may not see, as if it did not exist."""
+        if not self.may_use_agent(agent_id, slug):
+            raise AgentNotFound(asked)
+
+    def check_session_agent(self, agent_id: str, session_id: str) -> None:
+        """Raises *not found* for a session of an agent the principal may not see."""
+        if not self.may_use_agent(agent_id):
+            raise SessionNotFound(session_id)
+
+
+async def published_agent_for(
+    repository: Repository, principal: Principal, agent: str
+) -> PublishedAgent:
+    """The published agent `agent` (id or slug) as `principal` may see it: an agent outside a
+    publishable key's list is *not found*, published or not."""
+    try:
+        published = await repository.get_published_agent(principal.workspace_id, agent)
+    except AgentNotPublished:
+        if principal.publishable:
+            row = await repository.get_agent(principal.workspace_id, agent)
+            principal.check_agent(row.id, row.slug, agent)
+        raise
+    principal.check_agent(published.agent.id, published.agent.slug, agent)
+    return published
 
 
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
@@ -136,30 +194,33 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        """The handler of `method` behind the key and scope checks; unchanged for RPCs that
-        need no key."""
-        scopes = SCOPES_BY_METHOD.get(method)
-        if scopes is None:
+        """The handler of `method` behind the key, scope and request checks. Health and
+        reflection pass unchanged; an RPC missing from the access table is refused to every
+        key."""
+        if is_public(method):
             return handler
-        return self._wrap(handler, scopes, method.rsplit("/", 1)[-1])
+        access = ACCESS_BY_METHOD.get(method, _NOBODY)
+        return self._wrap(handler, access, method.rsplit("/", 1)[-1])
 
     def _wrap(
-        self, handler: grpc.RpcMethodHandler, scopes: frozenset[str], name: str
+        self, handler: grpc.RpcMethodHandler, access: Access, name: str
     ) -> grpc.RpcMethodHandler:
         authorize, on_unexpected = self._authorize, self._on_unexpected
+        deserializer = _lenient(handler.request_deserializer)
         if handler.unary_unary:
             inner_unary = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    _principal.set(await authorize(context, scopes, name))
+                    _principal.set(await authorize(context, access, name))
+                    check_request(request)
                     return await inner_unary(request, context)
                 except Exception as error:
                     await _abort(context, error, on_unexpected)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
@@ -167,7 +228,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    _principal.set(await authorize(context, scopes, name))
+                    _principal.set(await authorize(context, access, name))
+                    check_request(request)
                     async for response in inner_stream(request, context):
                         yield response
                 except Exception as error:
@@ -175,13 +237,25 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return handler
+
+        # Client-streaming RPCs have no place in the access rules yet: refuse them.
+        async def refuse(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            error = PermissionDenied(f"{name} is not open to any key", reason="METHOD_NOT_ALLOWED")
+            await context.abort_with_status(to_grpc_status(error))
+
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                refuse, response_serializer=handler.response_serializer
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            refuse, response_serializer=handler.response_serializer
+        )
 
     async def _authorize(
-        self, context: grpc.aio.ServicerContext, scopes: frozenset[str], name: str
+        self, context: grpc.aio.ServicerContext, access: Access, name: str
     ) -> Principal:
         metadata = context.invocation_metadata()
         token = _bearer_token(metadata)
@@ -194,8 +268,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if key is None:
             raise Unauthenticated("invalid or revoked API key", reason="API_KEY_INVALID")
         granted = frozenset(key.scopes)
-        if not granted & scopes:
-            needed = " or ".join(sorted(scopes))
+        if key.kind == "publishable":
+            if not access.publishable:
+                raise PermissionDenied(
+                    f"a publishable key cannot call {name}; it may only chat with its agents",
+                    reason="PUBLISHABLE_KEY_NOT_ALLOWED",
+                )
+        elif not granted & access.scopes:
+            needed = " or ".join(sorted(access.scopes)) or "(none: no key may call it)"
             raise PermissionDenied(
                 f"the key lacks the scope {needed} needed by {name}",
                 metadata={"required_scope": needed},
@@ -215,6 +295,21 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             scopes=granted,
             allowed_agents=frozenset(key.allowed_agents),
         )
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that hands undecodable bytes on as `UNDECODABLE`, so the call answers
+    INVALID_ARGUMENT after the key check instead of grpc's UNKNOWN naming a Python class."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return UNDECODABLE
+
+    return parse
 
 
 async def _abort(

@@ -17,10 +17,10 @@ from google.protobuf import json_format
 from switchboard.v1 import agent_pb2
 
 from server import ids
-from server.auth import Principal
+from server.auth import Principal, published_agent_for
 from server.backends import ModelBackend, TurnContext
 from server.backends.builtin import KnowledgeResponder
-from server.errors import AgentNotFound, FailedPrecondition, InvalidArgument
+from server.errors import FailedPrecondition, InvalidArgument, clip
 from server.knowledge import count_tokens, search_terms
 from server.store.repository import MessageRecord, PublishedAgent, Repository, ScoredPassage
 from server.store.tables import utcnow
@@ -81,20 +81,17 @@ class TurnRunner:
     ) -> AsyncGenerator[TurnEvent, None]:
         started = time.perf_counter()
         _validate_messages(request)
-        published = await self._repository.get_published_agent(
-            principal.workspace_id, request.agent
-        )
-        if not principal.may_use_agent(published.agent.id, published.agent.slug):
-            raise AgentNotFound(request.agent)
+        published = await published_agent_for(self._repository, principal, request.agent)
         agent = self._config(published)
         _apply_input_rails(agent, request)
         history: list[MessageRecord] = []
         session_id = request.session_id
         if session_id is not None:
             owner = await self._repository.session_agent(principal.workspace_id, session_id)
+            principal.check_session_agent(owner, session_id)
             if owner != published.agent.id:
                 raise FailedPrecondition(
-                    f"session {session_id!r} belongs to another agent",
+                    f"session {clip(session_id)!r} belongs to another agent",
                     reason="SESSION_AGENT_MISMATCH",
                 )
             history = [m for m in await self._repository.list_messages(session_id) if m.content]
@@ -269,7 +266,7 @@ def _validate_messages(request: TurnRequest) -> None:
         if role not in ROLES:
             raise InvalidArgument(
                 _field(request, index, "role"),
-                f"unknown role {role!r}; expected one of {', '.join(ROLES)}",
+                f"unknown role {clip(role)!r}; expected one of {', '.join(ROLES)}",
             )
     if not any(role == "user" for role, _ in request.messages):
         raise InvalidArgument("messages", "must contain a message with role 'user'")

@@ -14,6 +14,16 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 ERROR_DOMAIN = "switchboard"
+# Errors quote what the caller sent only this far, so a huge input never fills the trailers.
+MAX_ECHO_CHARS = 200
+# Hard bounds on what one status carries, whatever built it: trailers must stay small.
+_MAX_MESSAGE_CHARS = 1024
+_MAX_DETAIL_CHARS = 512
+
+
+def clip(value: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`value` as an error may quote it: at most `limit` characters, marked when cut."""
+    return value if len(value) <= limit else value[:limit] + "…"
 
 
 class SwitchboardError(Exception):
@@ -57,6 +67,7 @@ class AgentNotFound(NotFound):
     reason = "AGENT_NOT_FOUND"
 
     def __init__(self, agent: str) -> None:
+        agent = clip(agent)
         super().__init__(f"agent {agent!r} does not exist", metadata={"agent": agent})
 
 
@@ -64,6 +75,7 @@ class SessionNotFound(NotFound):
     reason = "SESSION_NOT_FOUND"
 
     def __init__(self, session: str) -> None:
+        session = clip(session)
         super().__init__(f"session {session!r} does not exist", metadata={"session": session})
 
 
@@ -76,6 +88,7 @@ class AgentNotPublished(FailedPrecondition):
     reason = "AGENT_NOT_PUBLISHED"
 
     def __init__(self, agent: str) -> None:
+        agent = clip(agent)
         super().__init__(
             f"agent {agent!r} has no published version; publish it first",
             metadata={"agent": agent},
@@ -141,7 +154,9 @@ def to_status_proto(error: SwitchboardError) -> status_pb2.Status:
     details = [
         _pack(
             error_details_pb2.ErrorInfo(
-                reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+                reason=error.reason,
+                domain=ERROR_DOMAIN,
+                metadata={k: clip(v, _MAX_DETAIL_CHARS) for k, v in error.metadata.items()},
             )
         )
     ]
@@ -150,7 +165,9 @@ def to_status_proto(error: SwitchboardError) -> status_pb2.Status:
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=clip(f, _MAX_DETAIL_CHARS), description=clip(d, _MAX_DETAIL_CHARS)
+                        )
                         for f, d in error.field_violations
                     ]
                 )
@@ -161,7 +178,9 @@ def to_status_proto(error: SwitchboardError) -> status_pb2.Status:
         delay.FromMilliseconds(int(error.retry_after_seconds * 1000))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(
-        code=getattr(code_pb2, error.code.name), message=error.message, details=details
+        code=getattr(code_pb2, error.code.name),
+        message=clip(error.message, _MAX_MESSAGE_CHARS),
+        details=details,
     )
 
 

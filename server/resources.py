@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from google.protobuf import json_format, timestamp_pb2
 from switchboard.v1 import agent_pb2, key_service_pb2, session_pb2, usage_pb2
 
-from server.errors import InvalidArgument
+from server.errors import InvalidArgument, clip
 from server.store import tables
 from server.store.repository import MessageRecord
 
@@ -45,7 +45,7 @@ def parse_name(name: str, collection: str, field: str) -> str:
     prefix = f"{collection}/"
     value = name[len(prefix) :] if name.startswith(prefix) else name
     if not value or "/" in value:
-        raise InvalidArgument(field, f"expected `{collection}/{{id}}`, got {name!r}")
+        raise InvalidArgument(field, f"expected `{collection}/{{id}}`, got {clip(name)!r}")
     return value
 
 
@@ -54,7 +54,7 @@ def parse_child_name(name: str, parent: str, collection: str, field: str) -> tup
     parts = name.split("/")
     if len(parts) != 4 or parts[0] != parent or parts[2] != collection or not all(parts):
         raise InvalidArgument(
-            field, f"expected `{parent}/{{id}}/{collection}/{{id}}`, got {name!r}"
+            field, f"expected `{parent}/{{id}}/{collection}/{{id}}`, got {clip(name)!r}"
         )
     return parts[1], parts[3]
 

@@ -10,7 +10,7 @@ from switchboard.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
 
 from server import resources
 from server.auth import current_principal
-from server.errors import InvalidArgument
+from server.errors import InvalidArgument, clip
 from server.knowledge import split_passages
 from server.store.repository import Repository
 
@@ -81,7 +81,9 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         paths = list(request.update_mask.paths) or _populated_paths(request.agent)
         for path in paths:
             if path.split(".", 1)[0] not in _MUTABLE_FIELDS:
-                raise InvalidArgument("update_mask", f"{path!r} is not a field that can be updated")
+                raise InvalidArgument(
+                    "update_mask", f"{clip(path)!r} is not a field that can be updated"
+                )
         workspace = current_principal().workspace_id
         row = await self._repository.get_agent(workspace, agent)
         updated = resources.agent_to_proto(row)

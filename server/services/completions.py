@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -10,10 +11,11 @@ import grpc
 from switchboard.v1 import completion_service_pb2 as pb
 from switchboard.v1 import completion_service_pb2_grpc, usage_pb2
 
-from server import idempotency, ids, resources
+from server import ids, resources
 from server.auth import current_principal
 from server.chat import ContentDelta, TurnDone, TurnRequest, TurnRunner, TurnStarted
 from server.errors import InvalidArgument
+from server.idempotency import IdempotencyKeys
 from server.store.repository import Repository
 
 
@@ -33,10 +35,101 @@ def _fingerprint(backend: str) -> str:
     return f"switchboard-{backend}"
 
 
+def _completion(
+    turn: TurnRequest, started: TurnStarted, done: TurnDone, completion_id: str, created: int
+) -> pb.ChatCompletion:
+    reply = done.reply
+    return pb.ChatCompletion(
+        id=completion_id,
+        object="chat.completion",
+        created=created,
+        model=turn.agent,
+        choices=[
+            pb.ChatCompletionChoice(
+                index=0,
+                message=pb.ChatCompletionMessage(role="assistant", content=reply.content),
+                finish_reason="stop",
+            )
+        ],
+        usage=resources.usage_of(reply),
+        system_fingerprint=_fingerprint(started.backend),
+        agent_id=started.agent_id,
+        session_id=reply.session_id,
+        content=reply.content,
+    )
+
+
+class _Chunks:
+    """Chunks of one stream, sharing its id, created time and agent fields."""
+
+    def __init__(self) -> None:
+        self._base = pb.ChatCompletionChunk()
+
+    def begin(
+        self,
+        completion_id: str,
+        created: int,
+        model: str,
+        fingerprint: str,
+        agent_id: str,
+        session_id: str,
+    ) -> pb.ChatCompletionChunk:
+        self._base = pb.ChatCompletionChunk(
+            id=completion_id,
+            object="chat.completion.chunk",
+            created=created,
+            model=model,
+            system_fingerprint=fingerprint,
+            agent_id=agent_id,
+            session_id=session_id,
+        )
+        return self.chunk(pb.ChatCompletionDelta(role="assistant"))
+
+    def chunk(
+        self,
+        delta: pb.ChatCompletionDelta | None = None,
+        finish_reason: str | None = None,
+        usage: usage_pb2.Usage | None = None,
+    ) -> pb.ChatCompletionChunk:
+        """A chunk with a choice, or with only the usage."""
+        message = pb.ChatCompletionChunk()
+        message.CopyFrom(self._base)
+        if delta is not None:
+            message.choices.add(index=0, delta=delta, finish_reason=finish_reason)
+        if usage is not None:
+            message.usage.CopyFrom(usage)
+        return message
+
+
+def _replay(completion: pb.ChatCompletion, include_usage: bool) -> list[pb.ChatCompletionChunk]:
+    """A stored completion as the stream that first delivered it, its text in one delta."""
+    chunks = _Chunks()
+    choice = completion.choices[0]
+    replayed = [
+        chunks.begin(
+            completion.id,
+            completion.created,
+            completion.model,
+            completion.system_fingerprint,
+            completion.agent_id,
+            completion.session_id,
+        )
+    ]
+    if choice.message.content:
+        replayed.append(chunks.chunk(pb.ChatCompletionDelta(content=choice.message.content)))
+    replayed.append(chunks.chunk(pb.ChatCompletionDelta(), finish_reason=choice.finish_reason))
+    if include_usage:
+        replayed.append(chunks.chunk(usage=completion.usage))
+    return replayed
+
+
 class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
-    def __init__(self, repository: Repository, turns: TurnRunner) -> None:
+    def __init__(
+        self, repository: Repository, turns: TurnRunner, idempotency: IdempotencyKeys
+    ) -> None:
         self._repository = repository
         self._turns = turns
+        self._idempotency = idempotency
 
     async def CreateChatCompletion(
         self, request: pb.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
@@ -47,74 +140,52 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
             created = int(time.time())
             turn = _turn_request(request)
             started, done = await self._turns.run_to_end(principal, turn)
-            reply = done.reply
-            return pb.ChatCompletion(
-                id=ids.new_completion_id(),
-                object="chat.completion",
-                created=created,
-                model=turn.agent,
-                choices=[
-                    pb.ChatCompletionChoice(
-                        index=0,
-                        message=pb.ChatCompletionMessage(role="assistant", content=reply.content),
-                        finish_reason="stop",
-                    )
-                ],
-                usage=resources.usage_of(reply),
-                system_fingerprint=_fingerprint(started.backend),
-                agent_id=started.agent_id,
-                session_id=reply.session_id,
-                content=reply.content,
-            )
+            return _completion(turn, started, done, ids.new_completion_id(), created)
 
-        return await idempotency.once(
-            self._repository,
-            principal.workspace_id,
-            idempotency.idempotency_key(context),
-            "CreateChatCompletion",
-            request,
-            pb.ChatCompletion,
-            produce,
+        return await self._idempotency.once(
+            context, principal, "CreateChatCompletion", request, pb.ChatCompletion, produce
         )
 
     async def StreamChatCompletion(
         self, request: pb.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
+        principal = current_principal()
         turn = _turn_request(request)
+        include_usage = request.stream_options.include_usage
+        reserved = await self._idempotency.reserve(
+            context, principal, "StreamChatCompletion", request, pb.ChatCompletion
+        )
+        if isinstance(reserved, pb.ChatCompletion):
+            for chunk in _replay(reserved, include_usage):
+                yield chunk
+            return
         completion_id = ids.new_completion_id()
         created = int(time.time())
-        base = pb.ChatCompletionChunk()
-
-        def chunk(
-            delta: pb.ChatCompletionDelta | None = None,
-            finish_reason: str | None = None,
-            usage: usage_pb2.Usage | None = None,
-        ) -> pb.ChatCompletionChunk:
-            """A chunk sharing the stream's id and created; a choice, or only the usage."""
-            message = pb.ChatCompletionChunk()
-            message.CopyFrom(base)
-            if delta is not None:
-                message.choices.add(index=0, delta=delta, finish_reason=finish_reason)
-            if usage is not None:
-                message.usage.CopyFrom(usage)
-            return message
-
-        async with aclosing(self._turns.run(current_principal(), turn)) as events:
+        chunks = _Chunks()
+        started: TurnStarted | None = None
+        async with contextlib.AsyncExitStack() as stack:
+            if reserved is not None:
+                await stack.enter_async_context(reserved)
+            events = await stack.enter_async_context(aclosing(self._turns.run(principal, turn)))
             async for event in events:
                 if isinstance(event, TurnStarted):
-                    base = pb.ChatCompletionChunk(
-                        id=completion_id,
-                        object="chat.completion.chunk",
-                        created=created,
-                        model=turn.agent,
-                        system_fingerprint=_fingerprint(event.backend),
-                        agent_id=event.agent_id,
-                        session_id=event.session_id,
+                    started = event
+                    yield chunks.begin(
+                        completion_id,
+                        created,
+                        turn.agent,
+                        _fingerprint(event.backend),
+                        event.agent_id,
+                        event.session_id,
                     )
-                    yield chunk(pb.ChatCompletionDelta(role="assistant"))
                 elif isinstance(event, ContentDelta):
-                    yield chunk(pb.ChatCompletionDelta(content=event.text))
+                    yield chunks.chunk(pb.ChatCompletionDelta(content=event.text))
                 elif isinstance(event, TurnDone):
-                    yield chunk(pb.ChatCompletionDelta(), finish_reason="stop")
-                    if request.stream_options.include_usage:
-                        yield chunk(usage=resources.usage_of(event.reply))
+                    assert started is not None
+                    if reserved is not None:
+                        await reserved.finish(
+                            _completion(turn, started, event, completion_id, created)
+                        )
+                    yield chunks.chunk(pb.ChatCompletionDelta(), finish_reason="stop")
+                    if include_usage:
+                        yield chunks.chunk(usage=resources.usage_of(event.reply))

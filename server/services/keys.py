@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 from switchboard.v1 import key_service_pb2, key_service_pb2_grpc
 
 from server import resources
 from server.auth import ALL_SCOPES, current_principal
-from server.errors import InvalidArgument
+from server.errors import AgentNotFound, InvalidArgument, PermissionDenied, clip
 from server.store.repository import Repository
 
 
@@ -18,30 +20,63 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
     async def CreateKey(
         self, request: key_service_pb2.CreateKeyRequest, context: grpc.aio.ServicerContext
     ) -> key_service_pb2.Key:
+        principal = current_principal()
         key = request.key
         publishable = key.kind == key_service_pb2.KEY_KIND_PUBLISHABLE
+        if publishable and any(scope != "chat:write" for scope in key.scopes):
+            raise InvalidArgument(
+                "key.scopes", "a publishable key has exactly `chat:write`; leave scopes empty"
+            )
         scopes = ["chat:write"] if publishable else list(dict.fromkeys(key.scopes))
         for index, scope in enumerate(scopes):
             if scope not in ALL_SCOPES:
                 raise InvalidArgument(
                     f"key.scopes[{index}]",
-                    f"unknown scope {scope!r}; expected one of {', '.join(ALL_SCOPES)}",
+                    f"unknown scope {clip(scope)!r}; expected one of {', '.join(ALL_SCOPES)}",
                 )
         if not scopes:
             raise InvalidArgument("key.scopes", "give the key at least one scope")
-        if publishable and not key.allowed_agents:
-            raise InvalidArgument(
-                "key.allowed_agents", "a publishable key must list the agents it may chat with"
+        # A key grants only what it holds itself, so no key can mint a stronger one.
+        missing = [scope for scope in scopes if scope not in principal.scopes]
+        if missing:
+            raise PermissionDenied(
+                f"a key may only grant scopes it holds; this key lacks {', '.join(missing)}",
+                reason="SCOPE_NOT_GRANTABLE",
+                metadata={"missing_scopes": ",".join(missing)},
             )
+        allowed_agents: list[str] = []
+        if publishable:
+            if not key.allowed_agents:
+                raise InvalidArgument(
+                    "key.allowed_agents", "a publishable key must list the agents it may chat with"
+                )
+            allowed_agents = await self._resolve_agents(principal.workspace_id, key.allowed_agents)
+        elif key.allowed_agents or key.allowed_origins:
+            field = "key.allowed_agents" if key.allowed_agents else "key.allowed_origins"
+            raise InvalidArgument(field, "only publishable keys are limited to agents and origins")
         row, secret = await self._repository.create_key(
-            current_principal().workspace_id,
+            principal.workspace_id,
             display_name=key.display_name,
             kind="publishable" if publishable else "secret",
             scopes=scopes,
-            allowed_agents=key.allowed_agents,
+            allowed_agents=allowed_agents,
             allowed_origins=key.allowed_origins,
         )
         return resources.key_to_proto(row, secret)
+
+    async def _resolve_agents(self, workspace_id: str, agents: Sequence[str]) -> list[str]:
+        """The ids of the listed agents (ids or slugs), so that a slug later given to another
+        agent does not widen the key."""
+        resolved: list[str] = []
+        for index, agent in enumerate(agents):
+            try:
+                row = await self._repository.get_agent(workspace_id, agent)
+            except AgentNotFound:
+                raise InvalidArgument(
+                    f"key.allowed_agents[{index}]", f"agent {clip(agent)!r} does not exist"
+                ) from None
+            resolved.append(row.id)
+        return list(dict.fromkeys(resolved))
 
     async def ListKeys(
         self, request: key_service_pb2.ListKeysRequest, context: grpc.aio.ServicerContext

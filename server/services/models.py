@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 from switchboard.v1 import model_service_pb2, model_service_pb2_grpc
 
-from server.auth import current_principal
+from server.auth import current_principal, published_agent_for
 from server.errors import InvalidArgument
 from server.store.repository import Repository
 from server.store.tables import Agent
@@ -44,7 +44,5 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         if not request.model:
             raise InvalidArgument("model", "name the agent id or slug")
         principal = current_principal()
-        published = await self._repository.get_published_agent(
-            principal.workspace_id, request.model
-        )
+        published = await published_agent_for(self._repository, principal, request.model)
         return _model(published.agent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 
@@ -9,10 +10,11 @@ import grpc
 from google.protobuf import empty_pb2
 from switchboard.v1 import session_pb2, session_service_pb2, session_service_pb2_grpc
 
-from server import idempotency, resources
-from server.auth import current_principal
+from server import resources
+from server.auth import current_principal, published_agent_for
 from server.chat import ContentDelta, TurnDone, TurnRequest, TurnRunner
 from server.errors import InvalidArgument, SwitchboardError
+from server.idempotency import IdempotencyKeys
 from server.store.repository import Repository
 
 
@@ -27,10 +29,51 @@ def _done_event(done: TurnDone) -> session_service_pb2.Done:
     )
 
 
+def _send_response(done: TurnDone) -> session_service_pb2.SendMessageResponse:
+    return session_service_pb2.SendMessageResponse(
+        message=resources.message_to_proto(done.messages[0]),
+        reply=resources.message_to_proto(done.reply),
+        quick_replies=done.quick_replies,
+    )
+
+
+def _replay(
+    response: session_service_pb2.SendMessageResponse,
+) -> list[session_service_pb2.MessageEvent]:
+    """A stored turn as the events that first delivered it, its text in one delta."""
+    reply = response.reply
+    events = []
+    if reply.content:
+        events.append(
+            session_service_pb2.MessageEvent(
+                content=session_service_pb2.ContentDelta(text=reply.content)
+            )
+        )
+    if response.quick_replies:
+        events.append(
+            session_service_pb2.MessageEvent(
+                quick_replies=session_service_pb2.QuickReplies(replies=response.quick_replies)
+            )
+        )
+    session = reply.name.split("/messages/", 1)[0]
+    done = session_service_pb2.Done(
+        session=session,
+        message=reply.name,
+        usage=reply.usage,
+        sources=reply.sources,
+        metrics=reply.metrics,
+    )
+    events.append(session_service_pb2.MessageEvent(done=done))
+    return events
+
+
 class SessionService(session_service_pb2_grpc.SessionServiceServicer):
-    def __init__(self, repository: Repository, turns: TurnRunner) -> None:
+    def __init__(
+        self, repository: Repository, turns: TurnRunner, idempotency: IdempotencyKeys
+    ) -> None:
         self._repository = repository
         self._turns = turns
+        self._idempotency = idempotency
 
     async def CreateSession(
         self,
@@ -41,7 +84,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
             raise InvalidArgument("session.agent", "name the agent, `agents/{id or slug}`")
         agent = resources.parse_name(request.session.agent, "agents", "session.agent")
         principal = current_principal()
-        published = await self._repository.get_published_agent(principal.workspace_id, agent)
+        published = await published_agent_for(self._repository, principal, agent)
         row = await self._repository.create_session(
             principal.workspace_id, published.agent.id, labels=dict(request.session.labels)
         )
@@ -92,7 +135,9 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> session_service_pb2.ListMessagesResponse:
         session = resources.parse_name(request.parent, "sessions", "parent")
-        await self._repository.get_session(current_principal().workspace_id, session)
+        principal = current_principal()
+        row, _ = await self._repository.get_session(principal.workspace_id, session)
+        principal.check_session_agent(row.agent_id, session)
         limit = resources.page_size(request.page_size, default=100)
         after = resources.decode_number_token(request.page_token) or 0
         rows = await self._repository.list_messages(session, limit=limit + 1, after=after)
@@ -112,16 +157,11 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         async def produce() -> session_service_pb2.SendMessageResponse:
             turn = await self._turn_request(request)
             _, done = await self._turns.run_to_end(principal, turn)
-            return session_service_pb2.SendMessageResponse(
-                message=resources.message_to_proto(done.messages[0]),
-                reply=resources.message_to_proto(done.reply),
-                quick_replies=done.quick_replies,
-            )
+            return _send_response(done)
 
-        return await idempotency.once(
-            self._repository,
-            principal.workspace_id,
-            idempotency.idempotency_key(context),
+        return await self._idempotency.once(
+            context,
+            principal,
             "SendMessage",
             request,
             session_service_pb2.SendMessageResponse,
@@ -133,10 +173,21 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         request: session_service_pb2.SendMessageRequest,
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[session_service_pb2.MessageEvent]:
+        principal = current_principal()
         turn = await self._turn_request(request)
+        reserved = await self._idempotency.reserve(
+            context, principal, "StreamMessage", request, session_service_pb2.SendMessageResponse
+        )
+        if isinstance(reserved, session_service_pb2.SendMessageResponse):
+            for replayed in _replay(reserved):
+                yield replayed
+            return
         began = False
         try:
-            async with aclosing(self._turns.run(current_principal(), turn)) as events:
+            async with contextlib.AsyncExitStack() as stack:
+                if reserved is not None:
+                    await stack.enter_async_context(reserved)
+                events = await stack.enter_async_context(aclosing(self._turns.run(principal, turn)))
                 async for event in events:
                     if isinstance(event, ContentDelta):
                         began = True
@@ -144,6 +195,8 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
                             content=session_service_pb2.ContentDelta(text=event.text)
                         )
                     elif isinstance(event, TurnDone):
+                        if reserved is not None:
+                            await reserved.finish(_send_response(event))
                         if event.quick_replies:
                             yield session_service_pb2.MessageEvent(
                                 quick_replies=session_service_pb2.QuickReplies(
@@ -164,9 +217,9 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         session_id = resources.parse_name(request.parent, "sessions", "parent")
         if not request.content.strip():
             raise InvalidArgument("content", "must not be empty")
-        session, _ = await self._repository.get_session(
-            current_principal().workspace_id, session_id
-        )
+        principal = current_principal()
+        session, _ = await self._repository.get_session(principal.workspace_id, session_id)
+        principal.check_session_agent(session.agent_id, session_id)
         return TurnRequest(
             agent=session.agent_id,
             messages=[("user", request.content)],

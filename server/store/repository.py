@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, text, update
 from sqlalchemy import select as select_columns
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import SQLModel, col, select
@@ -28,6 +30,7 @@ from server.errors import (
     AlreadyExists,
     NotFound,
     SessionNotFound,
+    clip,
 )
 from server.store.batching import TurnWrite, WriteBatcher
 from server.store.database import is_sqlite
@@ -35,10 +38,11 @@ from server.store.tables import (
     Agent,
     AgentVersion,
     ApiKey,
-    IdempotencyRecord,
+    IdempotencyKey,
     KnowledgeDocument,
     Message,
     Passage,
+    ServerSecret,
     Session,
     UsageRecord,
     Workspace,
@@ -290,7 +294,7 @@ class Repository:
         async with self._writing() as db:
             key = await db.get(ApiKey, key_id)
             if key is None or key.workspace_id != workspace_id:
-                raise NotFound(f"key {key_id!r} does not exist", reason="KEY_NOT_FOUND")
+                raise NotFound(f"key {clip(key_id)!r} does not exist", reason="KEY_NOT_FOUND")
             if key.revoked_at is None:
                 key.revoked_at = utcnow()
                 db.add(key)
@@ -486,7 +490,7 @@ class Repository:
             document = await db.get(KnowledgeDocument, document_id)
             if document is None or document.agent_id != row.id:
                 raise NotFound(
-                    f"document {document_id!r} does not exist", reason="DOCUMENT_NOT_FOUND"
+                    f"document {clip(document_id)!r} does not exist", reason="DOCUMENT_NOT_FOUND"
                 )
             await self._delete_passages(db, col(Passage.document_id) == document_id)
             await db.delete(document)
@@ -680,17 +684,79 @@ class Repository:
 
     # Idempotency
 
-    async def find_idempotent_result(self, workspace_id: str, key: str) -> IdempotencyRecord | None:
-        async with self.session() as db:
-            return await db.get(IdempotencyRecord, (workspace_id, key))
-
-    async def save_idempotent_result(self, record: IdempotencyRecord) -> None:
+    async def claim_idempotency_key(
+        self,
+        record: IdempotencyKey,
+        *,
+        stale_before: datetime,
+    ) -> IdempotencyKey | None:
+        """Reserves `record`'s key for its API key in a transaction of its own. Returns None
+        when this call holds the reservation now (new, or taken over from a `running` one last
+        touched before `stale_before`), else the reservation that holds the key."""
+        table = IdempotencyKey.__table__  # type: ignore[attr-defined]
+        dialect_insert = sqlite_insert if self._sqlite else postgresql_insert
+        statement = dialect_insert(table).values(record.model_dump()).on_conflict_do_nothing()
         async with self._writing() as db:
-            db.add(record)
-            try:
-                await db.commit()
-            except IntegrityError:
-                await db.rollback()
+            connection = await db.connection()
+            inserted = (await connection.execute(statement)).rowcount
+            if not inserted:
+                taken = await connection.execute(
+                    update(table)
+                    .where(
+                        table.c.api_key_id == record.api_key_id,
+                        table.c.key == record.key,
+                        table.c.method == record.method,
+                        table.c.request_hash == record.request_hash,
+                        table.c.state == "running",
+                        table.c.updated_at < stale_before,
+                    )
+                    .values(updated_at=utcnow())
+                )
+                inserted = taken.rowcount
+            await db.commit()
+        if inserted:
+            return None
+        found = await self.find_idempotency_key(record.api_key_id, record.key)
+        # Released between the insert and this read: the caller tries again.
+        return (
+            found
+            if found is not None
+            else await self.claim_idempotency_key(record, stale_before=stale_before)
+        )
+
+    async def find_idempotency_key(self, api_key_id: str, key: str) -> IdempotencyKey | None:
+        async with self.session() as db:
+            return await db.get(IdempotencyKey, (api_key_id, key))
+
+    async def finish_idempotency_key(self, api_key_id: str, key: str, response: bytes) -> None:
+        """Stores the result of a reserved key, for replays."""
+        async with self._writing() as db:
+            await db.exec(
+                update(IdempotencyKey)
+                .where(col(IdempotencyKey.api_key_id) == api_key_id, col(IdempotencyKey.key) == key)
+                .values(state="done", response=response, updated_at=utcnow())
+            )
+            await db.commit()
+
+    async def release_idempotency_key(self, api_key_id: str, key: str) -> None:
+        """Frees a reserved key whose turn failed, so that a retry runs it again."""
+        async with self._writing() as db:
+            await db.exec(
+                delete(IdempotencyKey).where(
+                    col(IdempotencyKey.api_key_id) == api_key_id,
+                    col(IdempotencyKey.key) == key,
+                    col(IdempotencyKey.state) == "running",
+                )
+            )
+            await db.commit()
+
+    async def server_secret(self, name: str) -> bytes:
+        """A random key made once per database by the migrations."""
+        async with self.session() as db:
+            row = await db.get(ServerSecret, name)
+        if row is None:
+            raise RuntimeError(f"the database has no server secret {name!r}; run the migrations")
+        return row.value
 
     async def count_usage(self, workspace_id: str) -> int:
         async with self.session() as db:

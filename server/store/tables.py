@@ -144,14 +144,28 @@ class UsageRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class IdempotencyRecord(SQLModel, table=True):
-    """The first result of a request sent with an `idempotency-key`."""
+class IdempotencyKey(SQLModel, table=True):
+    """An `idempotency-key` sent with a turn, reserved by the API key that sent it before the
+    turn runs: `running` until the turn ends, then `done` with the response to replay."""
 
-    __tablename__ = "idempotency_records"
+    __tablename__ = "idempotency_keys"
 
-    workspace_id: str = Field(primary_key=True)
+    api_key_id: str = Field(primary_key=True)
     key: str = Field(primary_key=True)
+    workspace_id: str
     method: str
     request_hash: str
-    response: bytes
+    state: str = "running"
+    response: bytes | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ServerSecret(SQLModel, table=True):
+    """Random keys made once per database and shared by every replica (page-token signing)."""
+
+    __tablename__ = "server_secrets"
+
+    name: str = Field(primary_key=True)
+    value: bytes
     created_at: datetime = Field(default_factory=utcnow)

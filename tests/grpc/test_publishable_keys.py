@@ -19,7 +19,6 @@ async def publishable(stubs, auth) -> key_service_pb2.Key:
         key_service_pb2.CreateKeyRequest(
             key=key_service_pb2.Key(
                 kind=key_service_pb2.KEY_KIND_PUBLISHABLE,
-                scopes=["agents:write"],
                 allowed_agents=["support-bot"],
                 allowed_origins=[SHOP],
             )
