@@ -26,6 +26,7 @@ from server.auth import AuthInterceptor
 from server.chat import TurnRunner
 from server.idempotency import IdempotencyKeys
 from server.local_channel import HandlerCollector, LocalChannel
+from server.paging import PageTokens
 from server.services.agents import AgentService
 from server.services.completions import CompletionService
 from server.services.keys import KeyService
@@ -61,18 +62,22 @@ class Core:
         self._health = health_aio.HealthServicer()
         turns = TurnRunner(repository)
         idempotency = IdempotencyKeys(repository)
+        pages = PageTokens(repository)
         self._servicers = (
-            (agent_service_pb2_grpc.add_AgentServiceServicer_to_server, AgentService(repository)),
+            (
+                agent_service_pb2_grpc.add_AgentServiceServicer_to_server,
+                AgentService(repository, pages),
+            ),
             (
                 session_service_pb2_grpc.add_SessionServiceServicer_to_server,
-                SessionService(repository, turns, idempotency),
+                SessionService(repository, turns, idempotency, pages),
             ),
             (
                 completion_service_pb2_grpc.add_CompletionServiceServicer_to_server,
                 CompletionService(repository, turns, idempotency),
             ),
             (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(repository)),
-            (key_service_pb2_grpc.add_KeyServiceServicer_to_server, KeyService(repository)),
+            (key_service_pb2_grpc.add_KeyServiceServicer_to_server, KeyService(repository, pages)),
             (health_pb2_grpc.add_HealthServicer_to_server, self._health),
         )
 

@@ -57,6 +57,15 @@ class InvalidArgument(SwitchboardError):
     def __init__(self, field: str, description: str) -> None:
         super().__init__(f"{field}: {description}", field_violations=[(field, description)])
 
+    @classmethod
+    def of(cls, violations: Sequence[tuple[str, str]]) -> InvalidArgument:
+        """One error carrying several field violations, the first named in the message."""
+        error = cls(*violations[0])
+        if len(violations) > 1:
+            error.message += f" (and {len(violations) - 1} more field violations)"
+        error.field_violations = list(violations)
+        return error
+
 
 class NotFound(SwitchboardError):
     code = grpc.StatusCode.NOT_FOUND

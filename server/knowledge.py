@@ -60,13 +60,24 @@ def _cut(block: str) -> list[str]:
     return pieces
 
 
+# A question of any length becomes at most this many terms, so one query stays cheap and
+# within what the full-text engines accept.
+MAX_SEARCH_TERMS = 32
+_MAX_TERM_CHARS = 64
+
+
 def search_terms(text: str) -> list[str]:
-    """The distinct meaningful words of a question, lowercased, in order."""
+    """The distinct meaningful words of a question, lowercased, in order; of a long question,
+    its `MAX_SEARCH_TERMS` longest words (long words are the rarer ones)."""
     seen: dict[str, None] = {}
     for word in _WORD.findall(text.lower()):
-        if word not in _STOP_WORDS and len(word) > 1:
+        if word not in _STOP_WORDS and 1 < len(word) <= _MAX_TERM_CHARS:
             seen.setdefault(word, None)
-    return list(seen)
+    terms = list(seen)
+    if len(terms) <= MAX_SEARCH_TERMS:
+        return terms
+    kept = set(sorted(terms, key=len, reverse=True)[:MAX_SEARCH_TERMS])
+    return [term for term in terms if term in kept]
 
 
 def count_tokens(text: str) -> int:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from google.protobuf import json_format, timestamp_pb2
 from switchboard.v1 import agent_pb2, key_service_pb2, session_pb2, usage_pb2
@@ -13,8 +11,6 @@ from switchboard.v1 import agent_pb2, key_service_pb2, session_pb2, usage_pb2
 from server.errors import InvalidArgument, clip
 from server.store import tables
 from server.store.repository import MessageRecord
-
-Row = TypeVar("Row")
 
 _ROLE_TO_ENUM = {
     "system": session_pb2.ROLE_SYSTEM,
@@ -184,35 +180,3 @@ def page_size(requested: int, default: int = 50) -> int:
     if requested < 0:
         raise InvalidArgument("page_size", "must not be negative")
     return min(requested or default, 1000)
-
-
-def encode_page_token(value: str | int) -> str:
-    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> str | None:
-    if not token:
-        return None
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgument("page_token", "is not a token this server issued") from exc
-
-
-def decode_number_token(token: str) -> int | None:
-    """A page token that carries a number (a position or a version)."""
-    value = decode_page_token(token)
-    if value is not None and not value.isdigit():
-        raise InvalidArgument("page_token", "is not a token this server issued")
-    return int(value) if value is not None else None
-
-
-def split_page(
-    rows: Sequence[Row], limit: int, cursor: Callable[[Row], str | int]
-) -> tuple[Sequence[Row], str]:
-    """Rows fetched with `limit + 1` as the page and the next page's token (empty on the
-    last page)."""
-    if len(rows) <= limit:
-        return rows, ""
-    page = rows[:limit]
-    return page, encode_page_token(cursor(page[-1]))

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import re
-
 import grpc
 from google.protobuf import empty_pb2, field_mask_pb2
 from switchboard.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
 
 from server import resources
+from server.agent_config import check_agent
 from server.auth import current_principal
 from server.errors import InvalidArgument, clip
 from server.knowledge import split_passages
+from server.paging import PageTokens
 from server.store.repository import Repository
 
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 _MUTABLE_FIELDS = {"slug", *resources.CONFIG_FIELDS}
-
-
-def _validate_agent(agent: agent_pb2.Agent, field: str) -> None:
-    if agent.slug and (not _SLUG.match(agent.slug) or agent.slug.startswith("agt-")):
-        raise InvalidArgument(
-            f"{field}.slug",
-            "use 1 to 64 lowercase letters, digits and dashes, starting and ending with a "
-            "letter or digit",
-        )
-    if agent.knowledge.min_score < 0 or agent.knowledge.min_score > 1:
-        raise InvalidArgument(f"{field}.knowledge.min_score", "must be between 0 and 1")
-    if agent.knowledge.top_k < 0:
-        raise InvalidArgument(f"{field}.knowledge.top_k", "must not be negative")
-    if agent.backend.builtin.delta_interval_ms < 0:
-        raise InvalidArgument(f"{field}.backend.builtin.delta_interval_ms", "must not be negative")
 
 
 def _populated_paths(agent: agent_pb2.Agent) -> list[str]:
@@ -38,13 +22,14 @@ def _populated_paths(agent: agent_pb2.Agent) -> list[str]:
 
 
 class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, pages: PageTokens) -> None:
         self._repository = repository
+        self._pages = pages
 
     async def CreateAgent(
         self, request: agent_service_pb2.CreateAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
-        _validate_agent(request.agent, "agent")
+        check_agent(request.agent, "agent")
         row = await self._repository.create_agent(
             current_principal().workspace_id,
             slug=request.agent.slug or None,
@@ -62,13 +47,14 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     async def ListAgents(
         self, request: agent_service_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> agent_service_pb2.ListAgentsResponse:
+        workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
         rows = await self._repository.list_agents(
-            current_principal().workspace_id,
-            limit=limit + 1,
-            after=resources.decode_page_token(request.page_token),
+            workspace, limit=limit + 1, after=await self._pages.read(request, workspace)
         )
-        page, next_token = resources.split_page(rows, limit, lambda row: row.id)
+        page, next_token = await self._pages.page(
+            request, workspace, rows, limit, lambda row: row.id
+        )
         return agent_service_pb2.ListAgentsResponse(
             agents=[resources.agent_to_proto(row) for row in page], next_page_token=next_token
         )
@@ -77,7 +63,6 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         self, request: agent_service_pb2.UpdateAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
         agent = resources.parse_name(request.agent.name, "agents", "agent.name")
-        _validate_agent(request.agent, "agent")
         paths = list(request.update_mask.paths) or _populated_paths(request.agent)
         for path in paths:
             if path.split(".", 1)[0] not in _MUTABLE_FIELDS:
@@ -89,10 +74,11 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         updated = resources.agent_to_proto(row)
         mask = field_mask_pb2.FieldMask(paths=paths)
         if not mask.IsValidForDescriptor(agent_pb2.Agent.DESCRIPTOR):
-            raise InvalidArgument("update_mask", f"unknown field in {', '.join(paths)}")
+            raise InvalidArgument("update_mask", f"unknown field in {clip(', '.join(paths))}")
         mask.MergeMessage(
             request.agent, updated, replace_message_field=True, replace_repeated_field=True
         )
+        check_agent(updated, "agent")
         row = await self._repository.update_agent(
             workspace,
             row.id,
@@ -113,6 +99,9 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.AgentVersion:
         agent = resources.parse_name(request.name, "agents", "name")
         workspace = current_principal().workspace_id
+        # Drafts saved before a rule existed are checked again before they go live.
+        draft = await self._repository.get_agent(workspace, agent)
+        check_agent(resources.agent_to_proto(draft), "agent")
         version = await self._repository.publish_agent(workspace, agent)
         row = await self._repository.get_agent(workspace, version.agent_id)
         return resources.version_to_proto(version, row)
@@ -125,12 +114,14 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         agent = resources.parse_name(request.parent, "agents", "parent")
         workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
-        before = resources.decode_number_token(request.page_token)
+        before = await self._pages.read_number(request, workspace)
         row = await self._repository.get_agent(workspace, agent)
         versions = await self._repository.list_agent_versions(
             row.id, limit=limit + 1, before=before
         )
-        page, next_token = resources.split_page(versions, limit, lambda v: v.version)
+        page, next_token = await self._pages.page(
+            request, workspace, versions, limit, lambda v: v.version
+        )
         return agent_service_pb2.ListAgentVersionsResponse(
             versions=[resources.version_to_proto(v, row) for v in page],
             next_page_token=next_token,
@@ -164,14 +155,14 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> agent_service_pb2.ListKnowledgeDocumentsResponse:
         agent = resources.parse_name(request.parent, "agents", "parent")
+        workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
         rows = await self._repository.list_documents(
-            current_principal().workspace_id,
-            agent,
-            limit=limit + 1,
-            after=resources.decode_page_token(request.page_token),
+            workspace, agent, limit=limit + 1, after=await self._pages.read(request, workspace)
         )
-        page, next_token = resources.split_page(rows, limit, lambda row: row.id)
+        page, next_token = await self._pages.page(
+            request, workspace, rows, limit, lambda row: row.id
+        )
         return agent_service_pb2.ListKnowledgeDocumentsResponse(
             documents=[resources.document_to_proto(row) for row in page],
             next_page_token=next_token,

@@ -10,12 +10,14 @@ from switchboard.v1 import key_service_pb2, key_service_pb2_grpc
 from server import resources
 from server.auth import ALL_SCOPES, current_principal
 from server.errors import AgentNotFound, InvalidArgument, PermissionDenied, clip
+from server.paging import PageTokens
 from server.store.repository import Repository
 
 
 class KeyService(key_service_pb2_grpc.KeyServiceServicer):
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, pages: PageTokens) -> None:
         self._repository = repository
+        self._pages = pages
 
     async def CreateKey(
         self, request: key_service_pb2.CreateKeyRequest, context: grpc.aio.ServicerContext
@@ -81,13 +83,14 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
     async def ListKeys(
         self, request: key_service_pb2.ListKeysRequest, context: grpc.aio.ServicerContext
     ) -> key_service_pb2.ListKeysResponse:
+        workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
         rows = await self._repository.list_keys(
-            current_principal().workspace_id,
-            limit=limit + 1,
-            after=resources.decode_page_token(request.page_token),
+            workspace, limit=limit + 1, after=await self._pages.read(request, workspace)
         )
-        page, next_token = resources.split_page(rows, limit, lambda row: row.id)
+        page, next_token = await self._pages.page(
+            request, workspace, rows, limit, lambda row: row.id
+        )
         return key_service_pb2.ListKeysResponse(
             keys=[resources.key_to_proto(row) for row in page], next_page_token=next_token
         )

@@ -15,6 +15,7 @@ from server.auth import current_principal, published_agent_for
 from server.chat import ContentDelta, TurnDone, TurnRequest, TurnRunner
 from server.errors import InvalidArgument, SwitchboardError
 from server.idempotency import IdempotencyKeys
+from server.paging import PageTokens
 from server.store.repository import Repository
 
 
@@ -69,11 +70,16 @@ def _replay(
 
 class SessionService(session_service_pb2_grpc.SessionServiceServicer):
     def __init__(
-        self, repository: Repository, turns: TurnRunner, idempotency: IdempotencyKeys
+        self,
+        repository: Repository,
+        turns: TurnRunner,
+        idempotency: IdempotencyKeys,
+        pages: PageTokens,
     ) -> None:
         self._repository = repository
         self._turns = turns
         self._idempotency = idempotency
+        self._pages = pages
 
     async def CreateSession(
         self,
@@ -112,9 +118,11 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
             workspace,
             agent_id=agent_id,
             limit=limit + 1,
-            before=resources.decode_page_token(request.page_token),
+            before=await self._pages.read(request, workspace),
         )
-        page, next_token = resources.split_page(rows, limit, lambda row: row[0].id)
+        page, next_token = await self._pages.page(
+            request, workspace, rows, limit, lambda row: row[0].id
+        )
         return session_service_pb2.ListSessionsResponse(
             sessions=[resources.session_to_proto(row, count) for row, count in page],
             next_page_token=next_token,
@@ -139,9 +147,11 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         row, _ = await self._repository.get_session(principal.workspace_id, session)
         principal.check_session_agent(row.agent_id, session)
         limit = resources.page_size(request.page_size, default=100)
-        after = resources.decode_number_token(request.page_token) or 0
+        after = await self._pages.read_number(request, principal.workspace_id) or 0
         rows = await self._repository.list_messages(session, limit=limit + 1, after=after)
-        page, next_token = resources.split_page(rows, limit, lambda row: row.position)
+        page, next_token = await self._pages.page(
+            request, principal.workspace_id, rows, limit, lambda row: row.position
+        )
         return session_service_pb2.ListMessagesResponse(
             messages=[resources.message_to_proto(row) for row in page],
             next_page_token=next_token,

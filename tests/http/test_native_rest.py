@@ -101,7 +101,12 @@ def test_query_parameters_fill_the_request(http: httpx.Client) -> None:
     assert len(first["sessions"]) == 2
     assert first["next_page_token"]
     second = http.get(
-        "/v1/sessions", params={"page_size": 2, "page_token": first["next_page_token"]}
+        "/v1/sessions",
+        params={
+            "page_size": 2,
+            "agent": "agents/support-bot",
+            "page_token": first["next_page_token"],
+        },
     )
     assert second.status_code == 200
     ids = {s["id"] for s in first["sessions"]} & {s["id"] for s in second.json()["sessions"]}
