@@ -695,10 +695,16 @@ class Repository:
         touched before `stale_before`), else the reservation that holds the key."""
         table = IdempotencyKey.__table__  # type: ignore[attr-defined]
         dialect_insert = sqlite_insert if self._sqlite else postgresql_insert
-        statement = dialect_insert(table).values(record.model_dump()).on_conflict_do_nothing()
+        statement = (
+            dialect_insert(table)
+            .values(record.model_dump())
+            .on_conflict_do_nothing()
+            .returning(table.c.key)
+        )
         async with self._writing() as db:
             connection = await db.connection()
-            inserted = (await connection.execute(statement)).rowcount
+            # RETURNING, not rowcount: async drivers do not all report rowcount here.
+            inserted = (await connection.execute(statement)).first() is not None
             if not inserted:
                 taken = await connection.execute(
                     update(table)
@@ -711,8 +717,9 @@ class Repository:
                         table.c.updated_at < stale_before,
                     )
                     .values(updated_at=utcnow())
+                    .returning(table.c.key)
                 )
-                inserted = taken.rowcount
+                inserted = taken.first() is not None
             await db.commit()
         if inserted:
             return None

@@ -14,7 +14,6 @@ import pytest
 
 from server.store.database import create_engine, migrate
 from server.store.repository import Repository
-from tests.conftest import postgresql_url  # noqa: F401
 
 
 @pytest.fixture(scope="session")
