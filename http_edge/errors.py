@@ -7,7 +7,8 @@ Every failure, whether the core answered it or the edge found it (bad JSON, unkn
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 import grpc
@@ -19,6 +20,11 @@ ERROR_DOMAIN = "switchboard"
 _T = TypeVar("_T")
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _SANITISED_CODES = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS)
+# Errors quote at most this many characters of what a client sent.
+MAX_ECHO = 200
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_MAX_AUTHORIZATION = 8192
+MISSING_API_KEY = "missing API key: send the header `Authorization: Bearer sk_…`"
 
 _HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
@@ -103,6 +109,29 @@ def invalid_argument(field: str | None, message: str, reason: str = "INVALID_ARG
         violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
     return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message, details)
+
+
+def clip(text: str, limit: int = MAX_ECHO) -> str:
+    """`text` as an error may quote it: at most `limit` characters, lone surrogates replaced."""
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def missing_api_key(headers: Mapping[bytes, bytes]) -> ApiError | None:
+    """The 401 of a request whose `Authorization` header is absent or not `Bearer <token>`.
+
+    Checked before the body is read, so a caller without a key learns nothing of the route's
+    validation; the core still decides whether a well-formed key is valid.
+    """
+    value = headers.get(b"authorization")
+    # The same bounds as the metadata the edge forwards: anything else would reach the core keyless.
+    if value is not None and len(value) <= _MAX_AUTHORIZATION and value.isascii():
+        text = value.decode()
+        scheme, _, token = text.partition(" ")
+        if scheme.lower() == "bearer" and token.strip() and text.isprintable():
+            return None
+    return edge_error(grpc.StatusCode.UNAUTHENTICATED, 401, "API_KEY_MISSING", MISSING_API_KEY)
 
 
 def edge_error(code: grpc.StatusCode, http_status: int, reason: str, message: str) -> ApiError:

@@ -13,16 +13,20 @@ import re
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor, json_format, message
 
-from http_edge.errors import ApiError, invalid_argument
+from http_edge.errors import ApiError, clip, invalid_argument
 from http_edge.mux import Route
 
 _FD = descriptor.FieldDescriptor
 _PARSE_ERROR_FIELD = re.compile(r"Failed to parse (\w+) field: ")
+_PARSE_ERROR_AT = re.compile(r" at \w+\.([\w.\[\]]+?)\.*$")
+# Only these byte sequences can decode to a lone surrogate: a `\udXXX` escape, or raw CESU-8
+# bytes, which `json.loads` lets through.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _INTEGER_TYPES = frozenset(
     {
         _FD.TYPE_INT32,
@@ -41,6 +45,10 @@ _WRAPPERS = frozenset(
     f"google.protobuf.{name}Value"
     for name in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
 )
+_FLOAT_TYPES = frozenset({_FD.TYPE_DOUBLE, _FD.TYPE_FLOAT})
+_STRING_WELL_KNOWN = frozenset(
+    f"google.protobuf.{name}" for name in ("Timestamp", "Duration", "FieldMask")
+)
 _UPDATE_MASK = "update_mask"
 
 
@@ -49,12 +57,34 @@ def decode_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise invalid_argument(None, f"request body is not valid JSON: {exc}") from None
+        raise invalid_argument(None, f"request body is not valid JSON: {clip(str(exc))}") from None
+
+
+def may_hold_surrogates(body: bytes) -> bool:
+    """Whether decoding `body` as JSON can yield a lone surrogate (cheap test before a walk)."""
+    return _MAYBE_SURROGATE.search(body) is not None
 
 
 def encode_json(document: object) -> bytes:
     """Compact UTF-8 JSON."""
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate has no UTF-8 form; its `\uXXXX` escape keeps the document valid.
+        return json.dumps(document, separators=(",", ":")).encode()
+
+
+def check_text(value: str, field: str) -> None:
+    """Reject a string protobuf cannot hold: one with a lone UTF-16 surrogate."""
+    if value.isascii():
+        return
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise invalid_argument(
+            field, f"`{field}` holds a lone UTF-16 surrogate (\\ud800-\\udfff): not valid Unicode"
+        ) from None
 
 
 def message_to_dict(msg: message.Message) -> dict[str, Any]:
@@ -83,7 +113,7 @@ def build_request(
     document = None
     if route.body and body.strip():
         document = decode_json(body)
-        _parse_body(route, request, document)
+        _parse_body(route, request, document, may_hold_surrogates(body))
     for field_path, value in bindings.items():
         _set_path(request, field_path, [value], field_path)
     query = _query_parameters(route, bindings, query_string)
@@ -95,6 +125,19 @@ def build_request(
     return request
 
 
+def check_raw_path(raw_path: bytes | None, bindings: dict[str, str]) -> None:
+    """Reject a path whose percent-escapes are not UTF-8 (the server decoded them lossily),
+    naming the path variable that holds them."""
+    if not raw_path or b"%" not in raw_path:
+        return
+    try:
+        unquote_to_bytes(raw_path).decode()
+    except UnicodeDecodeError:
+        field = next((k for k, v in bindings.items() if "\ufffd" in v), None)
+        where = f"`{field}`" if field else "the path"
+        raise invalid_argument(field, f"{where} is not valid UTF-8") from None
+
+
 def check_required(request: message.Message) -> None:
     """Reject a request missing a field the contract marks `REQUIRED`, naming the field."""
     missing = _first_missing(request, "")
@@ -104,22 +147,160 @@ def check_required(request: message.Message) -> None:
 
 def parse_error_field(error: Exception, prefix: str = "") -> str:
     """The dotted field path a `json_format.ParseError` message names."""
-    return ".".join([p for p in (prefix,) if p] + _PARSE_ERROR_FIELD.findall(str(error)))
+    text = str(error)
+    at = _PARSE_ERROR_AT.search(text)
+    parts = [at.group(1)] if at else _PARSE_ERROR_FIELD.findall(text)
+    return ".".join([p for p in (prefix,) if p] + parts)
 
 
-def _parse_body(route: Route, request: message.Message, document: Any) -> None:
+def _parse_body(route: Route, request: message.Message, document: Any, surrogates: bool) -> None:
     if route.body == "*":
         if not isinstance(document, dict):
             raise invalid_argument(None, "request body must be a JSON object")
         target = document
+        _check_message(request.DESCRIPTOR, document, "", surrogates)
     else:
+        field = request.DESCRIPTOR.fields_by_name[route.body]
+        if _is_plain_message(field) and not isinstance(document, dict):
+            raise invalid_argument(route.body, "request body must be a JSON object")
         target = {route.body: document}
+        if document is not None:
+            _check_field(field, document, route.body, surrogates)
     try:
         json_format.ParseDict(target, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, TypeError, ValueError) as exc:
-        field = parse_error_field(exc)
-        reason = str(exc).rsplit("field: ", 1)[-1].rstrip(".")
-        raise invalid_argument(field or None, f"invalid value for `{field}`: {reason}") from None
+    except (json_format.ParseError, TypeError, ValueError, RecursionError) as exc:
+        field_path = parse_error_field(exc)
+        reason = _PARSE_ERROR_AT.sub("", str(exc).rsplit("field: ", 1)[-1]).rstrip(".")
+        raise invalid_argument(
+            field_path or None, f"invalid value for `{field_path}`: {clip(reason)}"
+        ) from None
+
+
+def _is_plain_message(field: descriptor.FieldDescriptor) -> bool:
+    nested = field.message_type
+    return (
+        nested is not None
+        and not field.is_repeated
+        and not nested.full_name.startswith("google.protobuf.")
+    )
+
+
+def _check_message(
+    message_type: descriptor.Descriptor, document: dict[str, Any], path: str, surrogates: bool
+) -> None:
+    # json_format drops unknown enum names silently, takes `[]` for a message, trips on lone
+    # surrogates and words its errors in Python terms: the JSON types are checked here first.
+    fields = _json_fields(message_type)
+    for key, value in document.items():
+        field = fields.get(key)
+        if field is not None and value is not None:
+            _check_field(field, value, f"{path}.{field.name}" if path else field.name, surrogates)
+
+
+def _check_field(
+    field: descriptor.FieldDescriptor, value: Any, path: str, surrogates: bool
+) -> None:
+    nested = field.message_type
+    if nested is not None and nested.GetOptions().map_entry:
+        if not isinstance(value, dict):
+            raise _wrong_type(path, "an object")
+        value_field = nested.fields_by_name["value"]
+        for key, item in value.items():
+            item_path = f"{path}[{clip(json.dumps(key, ensure_ascii=False))}]"
+            if surrogates:
+                check_text(key, item_path)
+            if item is not None:
+                _check_value(value_field, item, item_path, surrogates)
+    elif field.is_repeated:
+        if not isinstance(value, list):
+            raise _wrong_type(path, "an array")
+        for index, item in enumerate(value):
+            if item is not None:
+                _check_value(field, item, f"{path}[{index}]", surrogates)
+    else:
+        _check_value(field, value, path, surrogates)
+
+
+def _check_value(
+    field: descriptor.FieldDescriptor, value: Any, path: str, surrogates: bool
+) -> None:
+    kind = field.type
+    if kind == _FD.TYPE_MESSAGE:
+        full_name = field.message_type.full_name
+        if full_name in _WRAPPERS:
+            _check_value(field.message_type.fields_by_name["value"], value, path, surrogates)
+        elif full_name in _STRING_WELL_KNOWN:
+            _check_string(value, path, surrogates)
+        elif full_name.startswith("google.protobuf."):
+            if surrogates:
+                _check_texts(value, path)
+        elif isinstance(value, dict):
+            _check_message(field.message_type, value, path, surrogates)
+        else:
+            raise _wrong_type(path, "an object")
+    elif kind in (_FD.TYPE_STRING, _FD.TYPE_BYTES):
+        _check_string(value, path, surrogates)
+    elif kind == _FD.TYPE_BOOL:
+        if not isinstance(value, bool):
+            raise _wrong_type(path, "a boolean")
+    elif kind == _FD.TYPE_ENUM:
+        _enum_number(field, value, path)
+    elif kind in _INTEGER_TYPES or kind in _FLOAT_TYPES:
+        # Numbers and numeric strings are both proto JSON; json_format judges their values.
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise _wrong_type(path, "a number")
+        if isinstance(value, str) and surrogates:
+            check_text(value, path)
+
+
+def _check_string(value: Any, path: str, surrogates: bool) -> None:
+    if not isinstance(value, str):
+        raise _wrong_type(path, "a string")
+    if surrogates:
+        check_text(value, path)
+
+
+def _check_texts(value: Any, path: str) -> None:
+    if isinstance(value, str):
+        check_text(value, path)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_texts(item, f"{path}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            item_path = f"{path}.{clip(key)}"
+            check_text(key, item_path)
+            _check_texts(item, item_path)
+
+
+def _wrong_type(path: str, expected: str) -> ApiError:
+    return invalid_argument(path, f"invalid value for `{path}`: must be {expected}")
+
+
+def _enum_number(field: descriptor.FieldDescriptor, value: Any, path: str) -> int:
+    """The number of an enum value given by name or number; anything else is a 400."""
+    enum_type = field.enum_type
+    found = None
+    if isinstance(value, str):
+        if value.isascii():
+            found = enum_type.values_by_name.get(value)
+            if found is None and value.strip().lstrip("-").isdigit():
+                found = enum_type.values_by_number.get(int(value))
+    elif isinstance(value, int) and not isinstance(value, bool):
+        found = enum_type.values_by_number.get(value)
+    if found is not None:
+        return int(found.number)
+    names = ", ".join(v.name for v in enum_type.values)
+    shown = repr(clip(value)) if isinstance(value, str) else clip(json.dumps(value))
+    raise invalid_argument(path, f"invalid value for `{path}`: {shown} is not one of {names}")
+
+
+@cache
+def _json_fields(message_type: descriptor.Descriptor) -> dict[str, descriptor.FieldDescriptor]:
+    # The names json_format accepts for a field: the original one and its lowerCamelCase form.
+    fields = {f.json_name: f for f in message_type.fields}
+    fields.update(message_type.fields_by_name)
+    return fields
 
 
 def _query_parameters(
@@ -128,13 +309,29 @@ def _query_parameters(
     if route.body == "*" or not query_string:
         return {}
     parameters: dict[str, list[str]] = {}
-    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+    for pair in query_string.split(b"&"):
+        if not pair:
+            continue
+        raw_key, _, raw_value = pair.partition(b"=")
+        key = _query_text(raw_key, None)
+        value = _query_text(raw_value, key)
         if key in bindings or (
             route.body and (key == route.body or key.startswith(route.body + "."))
         ):
             continue
         parameters.setdefault(key, []).append(value)
     return parameters
+
+
+def _query_text(raw: bytes, key: str | None) -> str:
+    # Strict UTF-8: a lone surrogate (`%ED%A0%80`) or a stray byte is refused, not replaced.
+    try:
+        return unquote_to_bytes(raw.replace(b"+", b" ")).decode()
+    except UnicodeDecodeError:
+        if key is None:
+            shown = clip(raw.decode(errors="replace"))
+            raise invalid_argument(shown, f"query parameter name `{shown}` is not UTF-8") from None
+        raise invalid_argument(key, f"query parameter `{key}` is not valid UTF-8") from None
 
 
 def _set_path(request: message.Message, path: str, values: list[str], name: str) -> None:
@@ -145,6 +342,7 @@ def _set_path(request: message.Message, path: str, values: list[str], name: str)
         if field is None:
             return
         if field.message_type is None or field.is_repeated:
+            name = clip(name)
             raise invalid_argument(name, f"`{name}` does not name a field that can be set")
         target = getattr(target, field.name)
     field = _field(target, parts[-1])
@@ -153,7 +351,8 @@ def _set_path(request: message.Message, path: str, values: list[str], name: str)
     try:
         _assign(target, field, values)
     except (ValueError, TypeError, json_format.ParseError) as exc:
-        raise invalid_argument(name, f"invalid value for `{name}`: {exc}") from None
+        name = clip(name)
+        raise invalid_argument(name, f"invalid value for `{name}`: {clip(str(exc))}") from None
 
 
 def _field(msg: message.Message, name: str) -> descriptor.FieldDescriptor | None:
@@ -207,10 +406,13 @@ def _scalar(field: descriptor.FieldDescriptor, value: str) -> Any:
     if kind in (_FD.TYPE_DOUBLE, _FD.TYPE_FLOAT):
         return float(value)
     if kind == _FD.TYPE_ENUM:
-        enum_value = field.enum_type.values_by_name.get(value)
-        if enum_value is not None:
-            return enum_value.number
-        return field.enum_type.values_by_number[int(value)].number
+        names = ", ".join(v.name for v in field.enum_type.values)
+        found = field.enum_type.values_by_name.get(value)
+        if found is None and value.strip().lstrip("-").isdigit():
+            found = field.enum_type.values_by_number.get(int(value))
+        if found is None:
+            raise ValueError(f"{clip(value)!r} is not one of {names}")
+        return found.number
     if kind == _FD.TYPE_BYTES:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     raise ValueError(f"unsupported field type {kind}")
@@ -308,4 +510,13 @@ def _is_set(msg: message.Message, field: descriptor.FieldDescriptor) -> bool:
     return True
 
 
-__all__ = ["ApiError", "build_request", "check_required", "decode_json", "encode_json"]
+__all__ = [
+    "ApiError",
+    "build_request",
+    "check_raw_path",
+    "check_required",
+    "check_text",
+    "decode_json",
+    "encode_json",
+    "may_hold_surrogates",
+]

@@ -42,6 +42,12 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
+        if "\n" in scope["path"]:
+            # No route holds a line feed, and the router's patterns would miss it into a
+            # plain-text 404: it is answered here in the surface's error shape.
+            error = edge_error(grpc.StatusCode.NOT_FOUND, 404, "NOT_FOUND", "Not Found")
+            await send_error(scope, send_with_id, error)
+            return
         try:
             await self.app(scope, receive, send_with_id)  # type: ignore[operator]
         except Exception:

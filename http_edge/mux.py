@@ -65,17 +65,22 @@ class RouteTable:
 
     def match(self, http_method: str, path: str) -> tuple[Route, dict[str, str]] | list[str]:
         """The route and its bindings, or the methods allowed on `path` (empty: unknown path)."""
-        allowed: list[str] = []
+        candidates: list[tuple[Route, dict[str, str]]] = []
         by_method = self._literal.get(path)
         if by_method is not None:
             route = by_method.get(http_method)
             if route is not None:
                 return route, {}
-            allowed.extend(by_method)
+            candidates.extend((route, {}) for route in by_method.values())
         for route in self._templated:
             bindings = route.template.match(path)
-            if bindings is None:
-                continue
+            if bindings is not None:
+                candidates.append((route, bindings))
+        # A template with a verb is the more specific: `agents/a:publish` is not an agent's name.
+        if any(route.template.verb for route, _ in candidates):
+            candidates = [(route, b) for route, b in candidates if route.template.verb]
+        allowed: list[str] = []
+        for route, bindings in candidates:
             if route.http_method == http_method:
                 return route, bindings
             if route.http_method not in allowed:

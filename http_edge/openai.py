@@ -14,8 +14,14 @@ import grpc
 from switchboard.v1 import completion_service_pb2 as completion_pb2
 
 from http_edge.core import CoreClient, Metadata, forwarded_metadata
-from http_edge.errors import ApiError, from_rpc_error, invalid_argument, openai_body
-from http_edge.marshal import decode_json, encode_json
+from http_edge.errors import (
+    ApiError,
+    from_rpc_error,
+    invalid_argument,
+    missing_api_key,
+    openai_body,
+)
+from http_edge.marshal import check_text, decode_json, encode_json
 from http_edge.requests import ClientDisconnected, headers_of, read_body
 from http_edge.responses import send_bytes, send_error
 from http_edge.streaming import (
@@ -130,6 +136,10 @@ class ChatCompletions:
             await send_error(scope, send, method_not_allowed(["POST"]))
             return
         headers = headers_of(scope)
+        unauthenticated = missing_api_key(headers)
+        if unauthenticated is not None:
+            await send_error(scope, send, unauthenticated)
+            return
         try:
             body = await read_body(receive, headers, self._max_body_bytes)
             request = parse_chat_request(decode_json(body))
@@ -244,6 +254,8 @@ def _optional(
     value = document.get(key)
     # bool is an int in Python, and JSON keeps them apart.
     if value is None or (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+        if isinstance(value, str):
+            check_text(value, prefix + key)
         return value
     raise invalid_argument(prefix + key, f"`{prefix}{key}` must be {description}")
 
@@ -254,7 +266,8 @@ def _parse_message(document: Any, path: str) -> completion_pb2.ChatMessage:
     role = document.get("role")
     if role is None:
         raise invalid_argument(f"{path}.role", f"missing required field `{path}.role`")
-    if role not in ROLES:
+    # A list or an object is unhashable: the type is checked before the lookup.
+    if not isinstance(role, str) or role not in ROLES:
         allowed = ", ".join(sorted(ROLES))
         raise invalid_argument(f"{path}.role", f"`{path}.role` must be one of {allowed}")
     message = completion_pb2.ChatMessage(
@@ -272,6 +285,7 @@ def _parse_message(document: Any, path: str) -> completion_pb2.ChatMessage:
 def _parse_content(document: dict[str, Any], role: str, path: str) -> str:
     content = document.get("content")
     if isinstance(content, str):
+        check_text(content, f"{path}.content")
         return content
     if content is None:
         if role == "assistant":
@@ -295,6 +309,7 @@ def _parse_content(document: dict[str, Any], role: str, path: str) -> str:
         text = part.get("text")
         if not isinstance(text, str):
             raise invalid_argument(f"{part_path}.text", f"`{part_path}.text` must be a string")
+        check_text(text, f"{part_path}.text")
         texts.append(text)
     return "".join(texts)
 

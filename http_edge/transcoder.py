@@ -8,8 +8,8 @@ import grpc
 from google.protobuf import message
 
 from http_edge.core import CoreClient, Metadata, forwarded_metadata
-from http_edge.errors import ApiError, edge_error, from_rpc_error, native_body
-from http_edge.marshal import build_request, encode_json, response_to_dict
+from http_edge.errors import ApiError, edge_error, from_rpc_error, missing_api_key, native_body
+from http_edge.marshal import build_request, check_raw_path, encode_json, response_to_dict
 from http_edge.mux import Route, RouteTable
 from http_edge.requests import ClientDisconnected, headers_of, read_body
 from http_edge.responses import send_bytes, send_error
@@ -59,7 +59,13 @@ class Transcoder:
             return
         route, bindings = matched
         headers = headers_of(scope)
+        # Every annotated RPC needs a key: a caller without one learns nothing of the body rules.
+        unauthenticated = missing_api_key(headers)
+        if unauthenticated is not None:
+            await send_error(scope, send, unauthenticated)
+            return
         try:
+            check_raw_path(scope.get("raw_path"), bindings)
             body = await read_body(receive, headers, self._max_body_bytes) if route.body else b""
             request = build_request(route, body, bindings, scope["query_string"])
         except ApiError as error:

@@ -87,8 +87,10 @@ def test_readyz_is_503_while_the_core_is_down() -> None:
                 time.sleep(0.1)
         assert health.status_code == 200
         assert httpx.get(f"{url}/readyz", timeout=5).status_code == 503
-        # A call through the edge answers 503 UNAVAILABLE rather than hanging or crashing.
-        models = httpx.get(f"{url}/v1/models", timeout=30)
+        # A call through the edge answers 503 UNAVAILABLE rather than hanging or crashing
+        # (with a key: a keyless call is answered 401 by the edge before any call).
+        key = {"authorization": "Bearer sk_unchecked"}
+        models = httpx.get(f"{url}/v1/models", headers=key, timeout=30)
         assert models.status_code == 503
         assert set(models.json()["error"]) == {"message", "type", "param", "code"}
     finally:
