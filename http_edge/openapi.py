@@ -6,13 +6,36 @@ import re
 from typing import Any
 
 from google.api import field_behavior_pb2
-from google.protobuf import descriptor, descriptor_pool
+from google.protobuf import descriptor
 
 from http_edge.mux import Route
 from http_edge.pattern import Variable
+from http_edge.responses import is_openai_path
 
 _FD = descriptor.FieldDescriptor
 _ERROR_REF = {"$ref": "#/components/schemas/google.rpc.Status"}
+_OPENAI_ERROR_REF = {"$ref": "#/components/schemas/openai.Error"}
+# The errors an operation can answer, and when: every keyed route can fail validation, lack
+# a key or scope, miss its resource, be rate limited or fail inside.
+_ERRORS = {
+    "400": "Invalid request: `details` name the field at fault.",
+    "401": "No API key, or an unknown or revoked one.",
+    "402": "The workspace's token balance is spent.",
+    "403": "The key lacks the scope, or may not reach this agent or origin.",
+    "404": "No such resource, or none this key may see.",
+    "409": "Already exists, or an idempotency key reused with another request.",
+    "413": "The request body exceeds the size limit.",
+    "429": "Rate limited: retry after `Retry-After` seconds.",
+    "5XX": "The server or an upstream model failed; the message shows no internals.",
+}
+_CHAT_RPCS = frozenset(
+    {
+        "/switchboard.v1.CompletionService/CreateChatCompletion",
+        "/switchboard.v1.CompletionService/StreamChatCompletion",
+        "/switchboard.v1.SessionService/SendMessage",
+        "/switchboard.v1.SessionService/StreamMessage",
+    }
+)
 _INT32 = frozenset({_FD.TYPE_INT32, _FD.TYPE_SINT32, _FD.TYPE_SFIXED32})
 _UINT32 = frozenset({_FD.TYPE_UINT32, _FD.TYPE_FIXED32})
 _INT64 = frozenset(
@@ -82,12 +105,16 @@ def _openapi_path(route: Route) -> tuple[str, list[dict[str, Any]]]:
             else:
                 name = previous[:-1] if previous.endswith("s") else previous or segment.field_path
             parts.append("{" + name + "}")
+            # One `*` segment never holds a slash; `**` may.
+            schema = (
+                {"type": "string"} if inner == "**" else {"type": "string", "pattern": "^[^/]+$"}
+            )
             parameters.append(
                 {
                     "name": name,
                     "in": "path",
                     "required": True,
-                    "schema": {"type": "string"},
+                    "schema": schema,
                     "description": f"Part of `{segment.field_path}`, "
                     f"`{'/'.join(segment.segments)}`.",
                 }
@@ -116,8 +143,15 @@ def _operation(
             body_schema = _ref(request_type, schemas)
         else:
             body_schema = _field_schema(request_type.fields_by_name[route.body], schemas)
+        bound = {v.field_path for v in route.template.variables}
+        needs_body = route.body != "*" or any(
+            field_behavior_pb2.REQUIRED
+            in f.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+            for f in request_type.fields
+            if f.name not in bound
+        )
         operation["requestBody"] = {
-            "required": route.body != "*",
+            "required": needs_body,
             "content": {"application/json": {"schema": body_schema}},
         }
     result = _ref(response_type, schemas)
@@ -133,14 +167,35 @@ def _operation(
         }
     else:
         content = {"application/json": {"schema": result}}
+    statuses = ["400", "401", "403", "404", "429", "5XX"]
+    if route.rpc_path in _CHAT_RPCS:
+        statuses.append("402")
+    if route.http_method != "GET":
+        statuses.append("409")
+    if route.body:
+        statuses.append("413")
+    openai = is_openai_path(route.template.source)
     operation["responses"] = {
         "200": {"description": "OK", "content": content},
-        "default": {
-            "description": "An error, `{code, message, details}`.",
-            "content": {"application/json": {"schema": _ERROR_REF}},
-        },
+        **_error_responses(statuses, openai=openai),
     }
     return operation
+
+
+def _error_responses(statuses: list[str], *, openai: bool) -> dict[str, Any]:
+    shape = (
+        "OpenAI's `{error: {message, type, param, code}}`"
+        if openai
+        else "`{code, message, details}`"
+    )
+    schema = _OPENAI_ERROR_REF if openai else _ERROR_REF
+    return {
+        status: {
+            "description": f"{_ERRORS[status]} The body is {shape}.",
+            "content": {"application/json": {"schema": dict(schema)}},
+        }
+        for status in sorted(statuses)
+    }
 
 
 def _query_parameters(route: Route, schemas: dict[str, Any]) -> list[dict[str, Any]]:
@@ -153,14 +208,10 @@ def _query_parameters(route: Route, schemas: dict[str, Any]) -> list[dict[str, A
             route.body and (name == route.body or name.startswith(route.body + "."))
         ):
             continue
-        parameters.append(
-            {
-                "name": name,
-                "in": "query",
-                "required": False,
-                "schema": _field_schema(field, schemas),
-            }
-        )
+        schema = _field_schema(field, schemas)
+        if name == "page_size":
+            schema["minimum"] = 0  # AIP-158: a negative page size is an invalid argument
+        parameters.append({"name": name, "in": "query", "required": False, "schema": schema})
     return parameters
 
 
@@ -197,6 +248,11 @@ def _message_schema(message_type: descriptor.Descriptor, schemas: dict[str, Any]
             schema["readOnly"] = True
         if field_behavior_pb2.REQUIRED in behaviors:
             required.append(field.name)
+            # An empty string or list is unset in proto3, so it fails the same check.
+            if schema.get("type") == "string":
+                schema["minLength"] = 1
+            elif schema.get("type") == "array":
+                schema["minItems"] = 1
         properties[field.name] = schema
     result: dict[str, Any] = {
         "type": "object",
@@ -205,6 +261,19 @@ def _message_schema(message_type: descriptor.Descriptor, schemas: dict[str, Any]
     }
     if required:
         result["required"] = required
+    exclusive = [
+        [f.name for f in oneof.fields] for oneof in message_type.oneofs if len(oneof.fields) > 1
+    ]
+    if exclusive:
+        # At most one member of a oneof may be set (proto3 `optional` makes one-field oneofs).
+        result["not"] = {
+            "anyOf": [
+                {"required": [a, b]}
+                for names in exclusive
+                for i, a in enumerate(names)
+                for b in names[i + 1 :]
+            ]
+        }
     return result
 
 
@@ -312,11 +381,9 @@ def _openai_paths(schemas: dict[str, Any]) -> dict[str, Any]:
         "required": ["error"],
     }
     schemas["openai.ChatCompletionRequest"] = request
+    schemas["openai.ChatCompletion"] = _openai_completion_schema()
     schemas["openai.Error"] = openai_error
-    error_response = {
-        "description": "An error in the OpenAI shape.",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/openai.Error"}}},
-    }
+    errors = ["400", "401", "402", "403", "404", "409", "413", "429", "5XX"]
     completion = {
         "post": {
             "operationId": "OpenAI_CreateChatCompletion",
@@ -339,12 +406,12 @@ def _openai_paths(schemas: dict[str, Any]) -> dict[str, Any]:
                     "headers": {"x-session-id": {"schema": {"type": "string"}}},
                     "content": {
                         "application/json": {
-                            "schema": _ref_by_name("switchboard.v1.ChatCompletion", schemas)
+                            "schema": {"$ref": "#/components/schemas/openai.ChatCompletion"}
                         },
                         "text/event-stream": {"schema": {"type": "string"}},
                     },
                 },
-                "default": error_response,
+                **_error_responses(errors, openai=True),
             },
         }
     }
@@ -353,6 +420,8 @@ def _openai_paths(schemas: dict[str, Any]) -> dict[str, Any]:
             "operationId": "OpenAI_RedirectChat",
             "tags": ["OpenAI"],
             "summary": "Redirect to /v1/chat/completions, keeping method and body",
+            # The redirect itself needs no key: the request it points to checks it.
+            "security": [],
             "responses": {
                 "307": {
                     "description": "Temporary redirect.",
@@ -364,27 +433,113 @@ def _openai_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     return {"/v1/chat/completions": completion, "/v2/chats/openai": redirect}
 
 
-def _ref_by_name(full_name: str, schemas: dict[str, Any]) -> dict[str, Any]:
-    return _ref(descriptor_pool.Default().FindMessageTypeByName(full_name), schemas)
+def _openai_completion_schema() -> dict[str, Any]:
+    """`chat.completion` as the edge renders it: OpenAI's nulls, plus Switchboard's extensions."""
+    nullable_string = {"type": ["string", "null"]}
+    integer = {"type": "integer"}
+    tool_call = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "function": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "arguments": {"type": "string"}},
+                "required": ["name", "arguments"],
+            },
+        },
+        "required": ["id", "type", "function"],
+    }
+    message = {
+        "type": "object",
+        "properties": {
+            "role": {"type": "string"},
+            "content": {"type": "string"},
+            "refusal": nullable_string,
+            "tool_calls": {"type": "array", "items": tool_call},
+        },
+        "required": ["role", "content", "refusal"],
+    }
+    choice = {
+        "type": "object",
+        "properties": {
+            "index": integer,
+            "message": message,
+            "logprobs": {"type": "null"},
+            "finish_reason": nullable_string,
+        },
+        "required": ["index", "message", "logprobs", "finish_reason"],
+    }
+    usage = {
+        "type": ["object", "null"],
+        "properties": {
+            "prompt_tokens": integer,
+            "completion_tokens": integer,
+            "total_tokens": integer,
+        },
+        "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+    }
+    return {
+        "type": "object",
+        "title": "ChatCompletion",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "chat.completion"},
+            "created": integer,
+            "model": {"type": "string"},
+            "choices": {"type": "array", "items": choice},
+            "usage": usage,
+            "system_fingerprint": nullable_string,
+            "agent_id": {"type": "string"},
+            "session_id": {"type": "string"},
+            "content": {"type": "string", "description": "The reply's text (thinnestAI shape)."},
+        },
+        "required": [
+            "id",
+            "object",
+            "created",
+            "model",
+            "choices",
+            "usage",
+            "system_fingerprint",
+            "agent_id",
+            "session_id",
+            "content",
+        ],
+    }
 
 
 def _health_paths() -> dict[str, Any]:
-    def probe(summary: str, codes: dict[str, str]) -> dict[str, Any]:
+    def probe(summary: str, codes: dict[str, tuple[str, str]]) -> dict[str, Any]:
         return {
             "get": {
-                "operationId": summary.split()[0],
+                "operationId": summary.split(":")[0],
                 "tags": ["Health"],
                 "summary": summary,
                 "security": [],
-                "responses": {code: {"description": text} for code, text in codes.items()},
+                "responses": {
+                    code: {
+                        "description": text,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"status": {"const": status}},
+                                    "required": ["status"],
+                                }
+                            }
+                        },
+                    }
+                    for code, (text, status) in codes.items()
+                },
             }
         }
 
     return {
-        "/healthz": probe("healthz: the process is up", {"200": "Up."}),
+        "/healthz": probe("healthz: the process is up", {"200": ("Up.", "ok")}),
         "/readyz": probe(
             "readyz: the core answers a health check",
-            {"200": "Ready.", "503": "The core does not answer."},
+            {"200": ("Ready.", "ready"), "503": ("The core does not answer.", "unavailable")},
         ),
     }
 
