@@ -192,6 +192,9 @@ def _check_message(
     # surrogates and words its errors in Python terms: the JSON types are checked here first.
     fields = _json_fields(message_type)
     for key, value in document.items():
+        if surrogates and not key.isascii():
+            # Even an unknown key is looked up by json_format, which fails on a lone surrogate.
+            check_text(key, f"{path}.{clip(key)}" if path else clip(key))
         field = fields.get(key)
         if field is not None and value is not None:
             _check_field(field, value, f"{path}.{field.name}" if path else field.name, surrogates)

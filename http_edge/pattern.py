@@ -68,7 +68,8 @@ def parse_template(source: str) -> PathTemplate:
     if verb:
         regex += re.escape(":" + verb)
     variables = tuple(s for s in segments if isinstance(s, Variable))
-    return PathTemplate(source, segments, verb, variables, re.compile(regex + r"\Z"))
+    # DOTALL: a `**` value may hold any character, line feeds included.
+    return PathTemplate(source, segments, verb, variables, re.compile(regex + r"\Z", re.DOTALL))
 
 
 def _split_verb(body: str) -> tuple[str, str]:

@@ -128,6 +128,9 @@ def test_openai_lone_surrogates_are_400_naming_the_field(
         ),
         ("POST", "/v1/sessions/sess_none/messages", {"content": LONE}, "content"),
         ("POST", "/v1/keys", {"kind": LONE, "scopes": ["chat:write"]}, "key.kind"),
+        # Unknown field names are ignored, unless protobuf cannot even look them up.
+        ("POST", "/v1/sessions", {"agent": "agents/support-bot", LONE: 1}, "session.\ufffd"),
+        ("POST", "/v1/agents/support-bot:publish", {"x" + LONE: 1}, "x\ufffd"),
     ],
 )
 def test_native_lone_surrogates_are_400_naming_the_field(
