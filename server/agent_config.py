@@ -8,6 +8,7 @@ import math
 import re
 from urllib.parse import urlsplit
 
+import regex
 from switchboard.v1 import agent_pb2
 
 from server.errors import InvalidArgument, clip
@@ -116,8 +117,9 @@ def _guardrail_violations(guardrails: agent_pb2.Guardrails, prefix: str) -> Viol
     for index, pattern in enumerate(guardrails.redact_patterns):
         where = f"{prefix}redact_patterns[{index}]"
         try:
-            compiled = re.compile(pattern)
-        except (re.error, RecursionError, OverflowError) as error:
+            # The engine that redacts replies compiles it, so it is the one that judges it.
+            compiled = regex.compile(pattern)
+        except (regex.error, RecursionError, OverflowError) as error:
             found.append((where, f"is not a valid regular expression: {clip(str(error))}"))
             continue
         if compiled.fullmatch(""):
@@ -150,6 +152,8 @@ def _tool_violations(tool: agent_pb2.Tool, prefix: str, names: set[str]) -> Viol
         found.append((prefix + "webhook.url", "must be an http:// or https:// URL with a host"))
     if not 0 <= tool.webhook.timeout_ms <= _MAX_TIMEOUT_MS:
         found.append((prefix + "webhook.timeout_ms", f"must be from 0 to {_MAX_TIMEOUT_MS}"))
+    if tool.webhook.secret_env and not _ENV_NAME.match(tool.webhook.secret_env):
+        found.append((prefix + "webhook.secret_env", "must be the name of an environment variable"))
     return found
 
 

@@ -23,7 +23,8 @@ from switchboard.v1 import (
 )
 
 from server.auth import AuthInterceptor
-from server.chat import TurnRunner
+from server.backends.openai_compatible import shared_client
+from server.chat import TurnRunner, TurnSettings
 from server.idempotency import IdempotencyKeys
 from server.local_channel import HandlerCollector, LocalChannel
 from server.paging import PageTokens
@@ -56,11 +57,13 @@ def _log_unexpected(error: BaseException, request_id: str | None) -> None:
 class Core:
     """One set of servicers, reachable over gRPC and in-process."""
 
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, turn_settings: TurnSettings | None = None) -> None:
         self.repository = repository
         self._interceptor = AuthInterceptor(repository, _log_unexpected)
         self._health = health_aio.HealthServicer()
-        turns = TurnRunner(repository)
+        # One pooled HTTP client per process, for upstream models and webhook tools.
+        self._http = shared_client()
+        turns = TurnRunner(repository, self._http, turn_settings)
         idempotency = IdempotencyKeys(repository)
         pages = PageTokens(repository)
         self._servicers = (
@@ -84,6 +87,11 @@ class Core:
     async def start(self) -> None:
         for name in (*SERVICE_NAMES, ""):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def close(self) -> None:
+        """Releases the upstream connections and the database."""
+        await self._http.aclose()
+        await self.repository.close()
 
     def local_channel(self) -> LocalChannel:
         collector = HandlerCollector()

@@ -75,6 +75,7 @@ ACCESS_BY_METHOD: dict[str, Access] = {
     "/switchboard.v1.SessionService/ListMessages": _SESSION_MESSAGES,
     "/switchboard.v1.SessionService/SendMessage": _CHAT,
     "/switchboard.v1.SessionService/StreamMessage": _CHAT,
+    "/switchboard.v1.SessionService/CancelTurn": _CHAT,
     "/switchboard.v1.CompletionService/CreateChatCompletion": _CHAT,
     "/switchboard.v1.CompletionService/StreamChatCompletion": _CHAT,
     "/switchboard.v1.ModelService/ListModels": _MODELS,

@@ -1,26 +1,48 @@
 """One assistant turn, from the incoming messages to the stored reply.
 
-`TurnRunner.run` validates the input, appends the incoming messages, ranks knowledge, streams
-the backend's reply as `TurnEvent`s and stores the reply with its usage. A turn that is
+`TurnRunner.run` validates the input, applies the input rails, ranks knowledge, builds the
+grounded prompt, streams the backend's reply (running the agent's tools between steps) through
+the output rails as `TurnEvent`s, and stores the turn with its usage. A turn that is
 cancelled or fails midway still stores its partial reply, marked incomplete."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
+import jsonschema
 from google.protobuf import json_format
-from switchboard.v1 import agent_pb2
+from switchboard.v1 import agent_pb2, completion_service_pb2
 
-from server import ids
+from server import ids, prompts, tools
 from server.auth import Principal, published_agent_for
-from server.backends import ModelBackend, TurnContext
+from server.backends import (
+    Finished,
+    ModelBackend,
+    TextDelta,
+    ToolCall,
+    ToolCallsRequested,
+    TurnContext,
+    UsageReported,
+)
 from server.backends.builtin import KnowledgeResponder
-from server.errors import FailedPrecondition, InvalidArgument, clip
+from server.backends.openai_compatible import OpenAICompatibleBackend
+from server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    TurnCancelled,
+    Unsupported,
+    UpstreamError,
+    clip,
+)
+from server.guardrails import Redactor, blocked_term, redactor_for
 from server.knowledge import count_tokens, search_terms
 from server.store.repository import MessageRecord, PublishedAgent, Repository, ScoredPassage
 from server.store.tables import utcnow
@@ -30,6 +52,20 @@ log = logging.getLogger(__name__)
 ROLES = ("system", "developer", "user", "assistant", "tool")
 DEFAULT_TOP_K = 3
 DEFAULT_MIN_SCORE = 0.05
+DEFAULT_REFUSAL_REPLY = "I can't help with that request."
+_JSON_FORMATS = ("json_object", "json_schema")
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """Server-wide settings of turns."""
+
+    # The history sent to a model backend fits this many (estimated) tokens.
+    context_tokens: int = 8192
+    # Model steps per turn; the last one is offered no tools, so it must answer.
+    max_tool_steps: int = 5
+    # A turn reads at most this many of the session's newest messages.
+    history_messages: int = 200
 
 
 @dataclass(frozen=True)
@@ -46,14 +82,26 @@ class ContentDelta:
 
 
 @dataclass(frozen=True)
+class ToolCallStarted:
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class ToolCallFinished:
+    result: tools.ToolResult
+
+
+@dataclass(frozen=True)
 class TurnDone:
-    # The turn's incoming messages, then its reply, as stored.
+    # The turn's incoming messages, its tool exchange, then its reply, as stored.
     messages: Sequence[MessageRecord]
     reply: MessageRecord
     quick_replies: Sequence[str]
+    # OpenAI's `finish_reason`: `stop`, `length` or `content_filter`.
+    finish_reason: str = "stop"
 
 
-TurnEvent = TurnStarted | ContentDelta | TurnDone
+TurnEvent = TurnStarted | ContentDelta | ToolCallStarted | ToolCallFinished | TurnDone
 
 
 @dataclass(frozen=True)
@@ -68,13 +116,40 @@ class TurnRequest:
     # Set when the caller's request carries its one message as a text field (SendMessage's
     # `content`): field violations then name that field instead of `messages[i].content`.
     content_field: str | None = None
+    response_format: completion_service_pb2.ResponseFormat | None = None
+
+
+@dataclass
+class _Usage:
+    prompt: int = 0
+    completion: int = 0
+    reported: bool = False
 
 
 class TurnRunner:
-    def __init__(self, repository: Repository) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        client: httpx.AsyncClient,
+        settings: TurnSettings | None = None,
+    ) -> None:
         self._repository = repository
+        self._settings = settings or TurnSettings()
         self._builtin = KnowledgeResponder()
+        self._upstream = OpenAICompatibleBackend(client)
+        self._tools = tools.WebhookTools(client)
         self._configs: dict[tuple[str, int], agent_pb2.Agent] = {}
+        # The tasks running each session's turns, for `cancel`.
+        self._running: dict[str, set[asyncio.Task[Any]]] = {}
+        self._cancelled: set[asyncio.Task[Any]] = set()
+
+    def cancel(self, session_id: str) -> int:
+        """Cancels the running turns of a session on this server; returns how many."""
+        tasks = [task for task in self._running.get(session_id, ()) if not task.done()]
+        for task in tasks:
+            self._cancelled.add(task)
+            task.cancel()
+        return len(tasks)
 
     async def run(
         self, principal: Principal, request: TurnRequest
@@ -83,9 +158,11 @@ class TurnRunner:
         _validate_messages(request)
         published = await published_agent_for(self._repository, principal, request.agent)
         agent = self._config(published)
-        _apply_input_rails(agent, request)
-        history: list[MessageRecord] = []
+        _check_input_length(agent, request)
+        backend = self._backend(agent)
+        response_format = _response_format(request, backend)
         session_id = request.session_id
+        history: list[dict[str, Any]] = []
         if session_id is not None:
             owner = await self._repository.session_agent(principal.workspace_id, session_id)
             principal.check_session_agent(owner, session_id)
@@ -94,43 +171,93 @@ class TurnRunner:
                     f"session {clip(session_id)!r} belongs to another agent",
                     reason="SESSION_AGENT_MISMATCH",
                 )
-            history = [m for m in await self._repository.list_messages(session_id) if m.content]
+            if backend is not self._builtin:
+                # The builtin responder reads only the new question; models read the history.
+                records = await self._repository.recent_messages(
+                    session_id, limit=self._settings.history_messages
+                )
+                history = prompts.fit_history(records, self._settings.context_tokens)
         else:
             session_id = ids.new_id("sess")
-        backend = self._backend(agent)
-        conversation = [(m.role, m.content) for m in history] + list(request.messages)
-        if agent.instructions:
-            conversation.insert(0, ("system", agent.instructions))
+        blocked = blocked_term(agent.guardrails, _user_text(request))
+        backend_name = backend.name(agent)
+        redactor = redactor_for(agent.guardrails)
 
         passages: list[ScoredPassage] = []
+        prompt: list[dict[str, Any]] = []
+        exchange: list[MessageRecord] = []
         parts: list[str] = []
+        usage = _Usage()
+        finish_reason = "stop"
         first_token_at: float | None = None
         complete = False
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.setdefault(session_id, set()).add(task)
         try:
-            yield TurnStarted(session_id, published.agent.id, published.version, backend.name)
-            passages = await self._rank(published.agent.id, agent, request.messages)
-            turn = TurnContext(agent=agent, conversation=conversation, passages=passages)
-            async for delta in backend.stream_reply(turn):
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                parts.append(delta)
-                yield ContentDelta(delta)
+            yield TurnStarted(session_id, published.agent.id, published.version, backend_name)
+            if blocked is not None:
+                finish_reason = "content_filter"
+                refusal = agent.guardrails.refusal_reply or DEFAULT_REFUSAL_REPLY
+                parts.append(refusal)
+                first_token_at = time.perf_counter()
+                yield ContentDelta(refusal)
+            else:
+                passages = await self._rank(published.agent.id, agent, request.messages)
+                # The builtin responder reads no prompt: it is given only the instructions.
+                grounding = () if backend is self._builtin else passages
+                system = prompts.system_message(agent, grounding)
+                prompt = [{"role": "system", "content": system}] if system else []
+                prompt += history
+                prompt += [{"role": r, "content": c} for r, c in request.messages]
+                steps = self._steps(
+                    agent, backend, prompt, passages, response_format, exchange, usage, redactor
+                )
+                async with aclosing(steps) as events:
+                    async for event in events:
+                        if isinstance(event, ContentDelta):
+                            if first_token_at is None:
+                                first_token_at = time.perf_counter()
+                            parts.append(event.text)
+                        elif isinstance(event, Finished):
+                            finish_reason = "length" if event.reason == "length" else "stop"
+                            continue
+                        yield event
+            tail = redactor.finish()
+            if tail:
+                parts.append(tail)
+                yield ContentDelta(tail)
             complete = True
+        except asyncio.CancelledError:
+            if task not in self._cancelled:
+                raise
+            # Cancelled through the cancel RPC: the turn ends as an error of its own.
+            self._cancelled.discard(task)
+            task.uncancel()
+            raise TurnCancelled("the turn was cancelled") from None
         finally:
+            self._running[session_id].discard(task)
+            if not self._running[session_id]:
+                del self._running[session_id]
             # The whole turn is written once it ends, whether it completed, was cancelled or
             # failed: the incoming messages always, the reply unless nothing of it was made.
             # Shielded, so that a cancelled turn is still written.
+            if not complete:
+                pending = redactor.finish()
+                if pending:
+                    parts.append(pending)
             reply_text = "".join(parts)
-            reply, usage = None, None
+            reply, usage_row = None, None
             if complete or reply_text:
-                reply, usage = self._reply_records(
+                reply, usage_row = self._reply_records(
                     principal,
                     session_id,
                     published,
-                    backend.name,
+                    backend_name,
                     reply_text,
                     complete=complete,
-                    conversation=conversation,
+                    prompt=prompt or [{"role": r, "content": c} for r, c in request.messages],
+                    usage=usage,
                     passages=passages,
                     started=started,
                     first_token_at=first_token_at,
@@ -143,12 +270,96 @@ class TurnRunner:
                     new_session=request.session_id is None,
                     labels=request.labels,
                     messages=request.messages,
+                    exchange=exchange,
                     reply=reply,
-                    usage=usage,
+                    usage=usage_row,
                 )
             )
         assert reply is not None
-        yield TurnDone(stored, reply, list(agent.quick_replies))
+        yield TurnDone(stored, reply, list(agent.quick_replies), finish_reason)
+
+    async def _steps(
+        self,
+        agent: agent_pb2.Agent,
+        backend: ModelBackend,
+        prompt: list[dict[str, Any]],
+        passages: Sequence[ScoredPassage],
+        response_format: dict[str, Any] | None,
+        exchange: list[MessageRecord],
+        usage: _Usage,
+        redactor: Redactor,
+    ) -> AsyncGenerator[ContentDelta | ToolCallStarted | ToolCallFinished | Finished, None]:
+        """The model steps of a turn: text through the output rails, and the agent's tools
+        run between steps until the model answers or the step limit is reached."""
+        offered = tools.definitions(agent)
+        retried_format = False
+        step = 0
+        while True:
+            last = step + 1 >= self._settings.max_tool_steps
+            context = TurnContext(
+                agent=agent,
+                messages=prompt,
+                passages=passages,
+                tools=[] if last else offered,
+                response_format=response_format,
+            )
+            calls: Sequence[ToolCall] = ()
+            step_text: list[str] = []
+            async with aclosing(backend.stream(context)) as events:
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        step_text.append(event.text)
+                        if response_format is None:
+                            safe = redactor.feed(event.text)
+                            if safe:
+                                yield ContentDelta(safe)
+                    elif isinstance(event, ToolCallsRequested):
+                        calls = event.calls
+                    elif isinstance(event, UsageReported):
+                        usage.prompt += event.prompt_tokens
+                        usage.completion += event.completion_tokens
+                        usage.reported = True
+                    elif isinstance(event, Finished):
+                        yield event
+            text = "".join(step_text)
+            if not usage.reported:
+                usage.prompt += sum(prompts.estimate_tokens(m) for m in prompt)
+                usage.completion += count_tokens(text)
+            if calls:
+                step += 1
+                prompt.append(_assistant_calls(text, calls))
+                exchange.append(_exchange_record("assistant", text, tool_calls=calls))
+                for call in calls:
+                    yield ToolCallStarted(call)
+                for result in await self._tools.run_all(agent, calls):
+                    prompt.append(
+                        {"role": "tool", "tool_call_id": result.call_id, "content": result.content}
+                    )
+                    exchange.append(_exchange_record("tool", result.content, result=result))
+                    yield ToolCallFinished(result)
+                continue
+            if response_format is not None:
+                problem = _format_problem(text, response_format)
+                if problem is not None:
+                    if retried_format:
+                        raise UpstreamError(
+                            f"the agent's model did not follow response_format twice: {problem}",
+                            reason="UPSTREAM_INVALID_OUTPUT",
+                        )
+                    retried_format = True
+                    prompt.append({"role": "assistant", "content": text})
+                    prompt.append(
+                        {
+                            "role": "user",
+                            "content": f"That reply is not valid: {problem}. Answer again with "
+                            "only the JSON document the response format asks for.",
+                        }
+                    )
+                    continue
+                safe = redactor.feed(text)
+                if safe:
+                    yield ContentDelta(safe)
+            return
 
     async def run_to_end(
         self, principal: Principal, request: TurnRequest
@@ -177,10 +388,7 @@ class TurnRunner:
 
     def _backend(self, agent: agent_pb2.Agent) -> ModelBackend:
         if agent.backend.WhichOneof("kind") == "openai_compatible":
-            raise FailedPrecondition(
-                "the openai_compatible backend is not available on this server yet",
-                reason="BACKEND_NOT_SUPPORTED",
-            )
+            return self._upstream
         return self._builtin
 
     async def _rank(
@@ -203,14 +411,20 @@ class TurnRunner:
         text: str,
         *,
         complete: bool,
-        conversation: Sequence[tuple[str, str]],
+        prompt: Sequence[dict[str, Any]],
+        usage: _Usage,
         passages: Sequence[ScoredPassage],
         started: float,
         first_token_at: float | None,
     ) -> tuple[MessageRecord, dict[str, object]]:
         now = time.perf_counter()
-        prompt_tokens = sum(count_tokens(content) for _, content in conversation)
-        completion_tokens = count_tokens(text)
+        if backend != "builtin" and usage.prompt:
+            prompt_tokens, completion_tokens = usage.prompt, usage.completion
+        else:
+            # The builtin responder counts words and marks of everything it was given; so is
+            # a turn counted that ended before a model step finished, or called no model.
+            prompt_tokens = sum(count_tokens(m.get("content") or "") for m in prompt)
+            completion_tokens = count_tokens(text)
         reply = MessageRecord(
             id=ids.new_id("msg"),
             session_id=session_id,
@@ -238,7 +452,7 @@ class TurnRunner:
                 for p in passages
             ],
         )
-        usage = {
+        usage_row = {
             "workspace_id": principal.workspace_id,
             "key_id": principal.key_id,
             "agent_id": published.agent.id,
@@ -249,7 +463,95 @@ class TurnRunner:
             "total_tokens": prompt_tokens + completion_tokens,
             "created_at": reply.created_at,
         }
-        return reply, usage
+        return reply, usage_row
+
+
+def _assistant_calls(text: str, calls: Sequence[ToolCall]) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in calls
+        ],
+    }
+
+
+def _exchange_record(
+    role: str,
+    content: str,
+    *,
+    tool_calls: Sequence[ToolCall] = (),
+    result: tools.ToolResult | None = None,
+) -> MessageRecord:
+    return MessageRecord(
+        id=ids.new_id("msg"),
+        session_id="",
+        position=0,
+        role=role,
+        content=content,
+        created_at=utcnow(),
+        tool_calls=prompts.tool_calls_json(tool_calls) if tool_calls else None,
+        tool_call_id=result.call_id if result is not None else None,
+        tool_error=bool(result and result.is_error),
+    )
+
+
+def _response_format(request: TurnRequest, backend: ModelBackend) -> dict[str, Any] | None:
+    """The client's `response_format` as sent upstream, or None for plain text."""
+    requested = request.response_format
+    if requested is None or requested.type in ("", "text"):
+        return None
+    if requested.type not in _JSON_FORMATS:
+        raise InvalidArgument(
+            "response_format.type", "must be one of text, json_object, json_schema"
+        )
+    if isinstance(backend, KnowledgeResponder):
+        raise Unsupported(
+            "response_format",
+            "this agent's builtin backend answers with knowledge passages and cannot produce "
+            "JSON; only agents with an openai_compatible backend honour response_format",
+        )
+    if requested.type == "json_object":
+        return {"type": "json_object"}
+    try:
+        schema = json.loads(requested.json_schema_json or "null")
+    except ValueError:
+        schema = None
+    if not isinstance(schema, dict) or not isinstance(schema.get("schema", {}), dict):
+        raise InvalidArgument(
+            "response_format.json_schema", "must be an object with a `schema` JSON Schema"
+        )
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def _format_problem(text: str, response_format: dict[str, Any]) -> str | None:
+    """What is wrong with a reply for the requested format, or None when it fits."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return "it is not a JSON document"
+    schema = response_format.get("json_schema", {}).get("schema")
+    if response_format["type"] == "json_object" and not isinstance(document, dict):
+        return "it is not a JSON object"
+    if schema:
+        try:
+            jsonschema.validate(document, schema)
+        except jsonschema.ValidationError as error:
+            return clip(f"it does not match the schema: {error.message}")
+        except jsonschema.SchemaError as error:
+            raise InvalidArgument(
+                "response_format.json_schema", clip(f"is not a valid JSON Schema: {error.message}")
+            ) from None
+    return None
+
+
+def _user_text(request: TurnRequest) -> str:
+    return "\n".join(content for role, content in request.messages if role == "user")
 
 
 def _field(request: TurnRequest, index: int, attribute: str) -> str:
@@ -272,7 +574,7 @@ def _validate_messages(request: TurnRequest) -> None:
         raise InvalidArgument("messages", "must contain a message with role 'user'")
 
 
-def _apply_input_rails(agent: agent_pb2.Agent, request: TurnRequest) -> None:
+def _check_input_length(agent: agent_pb2.Agent, request: TurnRequest) -> None:
     limit = agent.guardrails.max_input_chars
     if not limit:
         return

@@ -134,14 +134,43 @@ class RateLimited(SwitchboardError):
     reason = "RATE_LIMITED"
 
 
-class BackendUnavailable(SwitchboardError):
+class UpstreamError(SwitchboardError):
+    """The agent's upstream model failed: refused the connection, answered 5xx after the
+    retries, refused the agent's credentials, or broke off. HTTP 502."""
+
     code = grpc.StatusCode.UNAVAILABLE
-    reason = "BACKEND_UNAVAILABLE"
+    reason = "UPSTREAM_ERROR"
 
 
-class BackendTimeout(SwitchboardError):
+class UpstreamTimeout(SwitchboardError):
+    """The upstream sent no first byte, or stalled between chunks, within the timeout."""
+
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-    reason = "BACKEND_TIMEOUT"
+    reason = "UPSTREAM_TIMEOUT"
+
+
+class UpstreamRateLimited(SwitchboardError):
+    """The upstream answered 429; its `Retry-After` is passed on."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "UPSTREAM_RATE_LIMITED"
+
+
+class Unsupported(SwitchboardError):
+    """A request parameter that this agent's backend cannot honour."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "UNSUPPORTED_PARAMETER"
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}", field_violations=[(field, description)])
+
+
+class TurnCancelled(SwitchboardError):
+    """The turn was cancelled through the cancel RPC."""
+
+    code = grpc.StatusCode.CANCELLED
+    reason = "TURN_CANCELLED"
 
 
 class Internal(SwitchboardError):

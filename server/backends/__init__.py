@@ -1,10 +1,11 @@
-"""Model backends: what writes an agent's reply. Each streams the reply as text deltas."""
+"""Model backends: what writes an agent's reply. Each streams one step of a turn as events:
+text deltas, then the tool calls the model asked for (if any), and the usage it reported."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from switchboard.v1 import agent_pb2
 
@@ -12,20 +13,62 @@ from server.store.repository import ScoredPassage
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A call of one of the agent's tools, as the model asked for it."""
+
+    id: str
+    name: str
+    # The arguments as the model wrote them: a JSON document, not yet checked.
+    arguments: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallsRequested:
+    calls: Sequence[ToolCall]
+
+
+@dataclass(frozen=True)
+class UsageReported:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Why the model stopped, when it says: OpenAI's `finish_reason` (`stop`, `length`, …)."""
+
+    reason: str
+
+
+BackendEvent = TextDelta | ToolCallsRequested | UsageReported | Finished
+
+
+@dataclass(frozen=True)
 class TurnContext:
-    """Everything a backend may read for one turn."""
+    """Everything a backend may read for one step of a turn."""
 
     agent: agent_pb2.Agent
-    # The conversation, oldest first, as (role, content); the new messages last.
-    conversation: Sequence[tuple[str, str]]
+    # The prompt in OpenAI's message shape: the grounded system message, the history that
+    # fits the context budget, the new messages, and the tool exchanges of earlier steps.
+    messages: Sequence[dict[str, Any]]
     # Knowledge passages that scored above the agent's threshold, best first.
     passages: Sequence[ScoredPassage] = field(default_factory=list)
+    # The agent's tools as OpenAI function tools; empty when none may be called this step.
+    tools: Sequence[dict[str, Any]] = field(default_factory=list)
+    # The client's `response_format`, for backends that can honour it.
+    response_format: dict[str, Any] | None = None
 
 
 class ModelBackend(Protocol):
-    """Streams a reply as text deltas whose concatenation is the reply."""
+    """Streams one step of a reply."""
 
-    @property
-    def name(self) -> str: ...
+    def name(self, agent: agent_pb2.Agent) -> str:
+        """How replies' metrics name this backend for `agent`."""
+        ...
 
-    def stream_reply(self, turn: TurnContext) -> AsyncIterator[str]: ...
+    def stream(self, turn: TurnContext) -> AsyncGenerator[BackendEvent, None]: ...

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
-from server.backends import TurnContext
+from switchboard.v1 import agent_pb2
+
+from server.backends import BackendEvent, TextDelta, TurnContext
 
 DEFAULT_FALLBACK_REPLY = (
     "I'm sorry, I don't have information about that. Could you rephrase, or ask about "
@@ -21,14 +23,15 @@ _WORD_WITH_SPACE = re.compile(r"\S+\s*|\s+")
 
 
 class KnowledgeResponder:
-    name = "builtin"
+    def name(self, agent: agent_pb2.Agent) -> str:
+        return "builtin"
 
-    async def stream_reply(self, turn: TurnContext) -> AsyncIterator[str]:
+    async def stream(self, turn: TurnContext) -> AsyncGenerator[BackendEvent, None]:
         interval = turn.agent.backend.builtin.delta_interval_ms / 1000
         for index, delta in enumerate(word_groups(reply_text(turn))):
             if interval and index:
                 await asyncio.sleep(interval)
-            yield delta
+            yield TextDelta(delta)
 
 
 def reply_text(turn: TurnContext) -> str:

@@ -28,6 +28,7 @@ def _turn_request(request: pb.CreateChatCompletionRequest) -> TurnRequest:
         messages=[(m.role, m.content) for m in request.messages],
         session_id=request.session_id or None,
         labels={"user": request.user} if request.user else {},
+        response_format=request.response_format if request.HasField("response_format") else None,
     )
 
 
@@ -48,7 +49,7 @@ def _completion(
             pb.ChatCompletionChoice(
                 index=0,
                 message=pb.ChatCompletionMessage(role="assistant", content=reply.content),
-                finish_reason="stop",
+                finish_reason=done.finish_reason,
             )
         ],
         usage=resources.usage_of(reply),
@@ -186,6 +187,6 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
                         await reserved.finish(
                             _completion(turn, started, event, completion_id, created)
                         )
-                    yield chunks.chunk(pb.ChatCompletionDelta(), finish_reason="stop")
+                    yield chunks.chunk(pb.ChatCompletionDelta(), finish_reason=event.finish_reason)
                     if include_usage:
                         yield chunks.chunk(usage=resources.usage_of(event.reply))

@@ -12,7 +12,14 @@ from switchboard.v1 import session_pb2, session_service_pb2, session_service_pb2
 
 from server import resources
 from server.auth import current_principal, published_agent_for
-from server.chat import ContentDelta, TurnDone, TurnRequest, TurnRunner
+from server.chat import (
+    ContentDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnDone,
+    TurnRequest,
+    TurnRunner,
+)
 from server.errors import InvalidArgument, SwitchboardError
 from server.idempotency import IdempotencyKeys
 from server.paging import PageTokens
@@ -204,6 +211,24 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
                         yield session_service_pb2.MessageEvent(
                             content=session_service_pb2.ContentDelta(text=event.text)
                         )
+                    elif isinstance(event, ToolCallStarted):
+                        began = True
+                        yield session_service_pb2.MessageEvent(
+                            tool_call=session_service_pb2.ToolCall(
+                                id=event.call.id,
+                                name=event.call.name,
+                                arguments_json=event.call.arguments,
+                            )
+                        )
+                    elif isinstance(event, ToolCallFinished):
+                        yield session_service_pb2.MessageEvent(
+                            tool_result=session_service_pb2.ToolResult(
+                                tool_call_id=event.result.call_id,
+                                name=event.result.name,
+                                content=event.result.content,
+                                is_error=event.result.is_error,
+                            )
+                        )
                     elif isinstance(event, TurnDone):
                         if reserved is not None:
                             await reserved.finish(_send_response(event))
@@ -222,6 +247,17 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
                     code=error.code.name, message=error.message, reason=error.reason
                 )
             )
+
+    async def CancelTurn(
+        self,
+        request: session_service_pb2.CancelTurnRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> session_service_pb2.CancelTurnResponse:
+        session = resources.parse_name(request.name, "sessions", "name")
+        principal = current_principal()
+        row, _ = await self._repository.get_session(principal.workspace_id, session)
+        principal.check_session_agent(row.agent_id, session)
+        return session_service_pb2.CancelTurnResponse(cancelled_turns=self._turns.cancel(session))
 
     async def _turn_request(self, request: session_service_pb2.SendMessageRequest) -> TurnRequest:
         session_id = resources.parse_name(request.parent, "sessions", "parent")

@@ -98,6 +98,9 @@ class MessageRecord:
     latency_ms: int | None = None
     time_to_first_token_ms: int | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[dict[str, str]] | None = None
+    tool_call_id: str | None = None
+    tool_error: bool = False
 
     def row(self) -> dict[str, Any]:
         """The column values, for an INSERT (shallow, unlike `dataclasses.asdict`)."""
@@ -614,6 +617,19 @@ class Repository:
             rows = (await connection.execute(query)).mappings().all()
         return [MessageRecord(**row) for row in rows]
 
+    async def recent_messages(self, session_id: str, *, limit: int) -> list[MessageRecord]:
+        """The newest `limit` messages of a session, oldest first: one indexed read, however
+        long the session."""
+        query = (
+            select_columns(_MESSAGES)
+            .where(_MESSAGES.c.session_id == session_id)
+            .order_by(_MESSAGES.c.position.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [MessageRecord(**row) for row in reversed(rows)]
+
     async def session_agent(self, workspace_id: str, session_id: str) -> str:
         """The id of the agent a session talks to."""
         query = select_columns(_SESSIONS.c.agent_id).where(
@@ -636,10 +652,12 @@ class Repository:
         messages: Sequence[tuple[str, str]],
         reply: MessageRecord | None,
         usage: dict[str, Any] | None,
+        exchange: Sequence[MessageRecord] = (),
     ) -> list[MessageRecord]:
-        """Appends a turn in one transaction: its incoming `(role, content)` messages, then
-        its reply and usage record if given; with `new_session`, the session too. Returns the
-        stored messages, the reply last, with their positions.
+        """Appends a turn in one transaction: its incoming `(role, content)` messages, the
+        tool calls and results of its `exchange`, then its reply and usage record if given;
+        with `new_session`, the session too. Returns the stored messages, the reply last, with
+        their positions.
 
         Positions are reserved with one atomic UPDATE per turn, so concurrent turns of a
         session never interleave, on any number of replicas."""
@@ -655,6 +673,9 @@ class Repository:
             )
             for position, (role, content) in enumerate(messages, start=1)
         ]
+        for message in exchange:
+            message.position = len(stored) + 1
+            stored.append(message)
         if reply is not None:
             reply.position = len(stored) + 1
             stored.append(reply)

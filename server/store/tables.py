@@ -125,6 +125,11 @@ class Message(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
     created_at: datetime = Field(default_factory=utcnow)
+    # Assistant messages of a tool step: `[{"id", "name", "arguments"}]`.
+    tool_calls: list[dict[str, str]] | None = Field(default=None, sa_column=Column(JSON))
+    # Tool messages: the call they answer, and whether the tool failed.
+    tool_call_id: str | None = None
+    tool_error: bool = False
 
 
 class UsageRecord(SQLModel, table=True):

@@ -119,12 +119,14 @@ class Tool(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters_json: _Optional[str] = ..., webhook: _Optional[_Union[WebhookTool, _Mapping]] = ...) -> None: ...
 
 class WebhookTool(_message.Message):
-    __slots__ = ("url", "timeout_ms")
+    __slots__ = ("url", "timeout_ms", "secret_env")
     URL_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
     url: str
     timeout_ms: int
-    def __init__(self, url: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+    secret_env: str
+    def __init__(self, url: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., secret_env: _Optional[str] = ...) -> None: ...
 
 class AgentVersion(_message.Message):
     __slots__ = ("name", "version", "agent", "create_time")

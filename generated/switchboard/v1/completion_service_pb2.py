@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from switchboard.v1 import usage_pb2 as switchboard_dot_v1_dot_usage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'switchboard/v1/completion_service.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1aswitchboard/v1/usage.proto\"\xdc\x01\n\x1b\x43reateChatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x33\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.switchboard.v1.ChatMessageB\x04\xe2\x41\x01\x02\x12\x0e\n\x06stream\x18\x03 \x01(\x08\x12\x35\n\x0estream_options\x18\x04 \x01(\x0b\x32\x1d.switchboard.v1.StreamOptions\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x07 \x01(\t\"&\n\rStreamOptions\x12\x15\n\rinclude_usage\x18\x01 \x01(\x08\"\x82\x01\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x30\n\ntool_calls\x18\x05 \x03(\x0b\x32\x1c.switchboard.v1.ChatToolCall\"\\\n\x0c\x43hatToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x32\n\x08\x66unction\x18\x03 \x01(\x0b\x32 .switchboard.v1.ChatFunctionCall\"3\n\x10\x43hatFunctionCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\targuments\x18\x02 \x01(\t\"\xfc\x01\n\x0e\x43hatCompletion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\r\n\x05model\x18\x04 \x01(\t\x12\x35\n\x07\x63hoices\x18\x05 \x03(\x0b\x32$.switchboard.v1.ChatCompletionChoice\x12$\n\x05usage\x18\x06 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\x1a\n\x12system_fingerprint\x18\x07 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x08 \x01(\t\x12\x12\n\nsession_id\x18\t \x01(\t\x12\x0f\n\x07\x63ontent\x18\n \x01(\t\"t\n\x14\x43hatCompletionChoice\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x36\n\x07message\x18\x02 \x01(\x0b\x32%.switchboard.v1.ChatCompletionMessage\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\"\x8a\x01\n\x15\x43hatCompletionMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x14\n\x07refusal\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x30\n\ntool_calls\x18\x04 \x03(\x0b\x32\x1c.switchboard.v1.ChatToolCallB\n\n\x08_refusal\"\xf5\x01\n\x13\x43hatCompletionChunk\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\r\n\x05model\x18\x04 \x01(\t\x12:\n\x07\x63hoices\x18\x05 \x03(\x0b\x32).switchboard.v1.ChatCompletionChunkChoice\x12$\n\x05usage\x18\x06 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\x1a\n\x12system_fingerprint\x18\x07 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x08 \x01(\t\x12\x12\n\nsession_id\x18\t \x01(\t\"\x8c\x01\n\x19\x43hatCompletionChunkChoice\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x32\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32#.switchboard.v1.ChatCompletionDelta\x12\x1a\n\rfinish_reason\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_finish_reason\"V\n\x13\x43hatCompletionDelta\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x14\n\x07refusal\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_refusal2\xaf\x02\n\x11\x43ompletionService\x12\x84\x01\n\x14\x43reateChatCompletion\x12+.switchboard.v1.CreateChatCompletionRequest\x1a\x1e.switchboard.v1.ChatCompletion\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/chat/completions:\x01*\x12\x92\x01\n\x14StreamChatCompletion\x12+.switchboard.v1.CreateChatCompletionRequest\x1a#.switchboard.v1.ChatCompletionChunk\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/chat/completions:stream:\x01*0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'switchboard/v1/completion_service.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1aswitchboard/v1/usage.proto\"\x95\x02\n\x1b\x43reateChatCompletionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x33\n\x08messages\x18\x02 \x03(\x0b\x32\x1b.switchboard.v1.ChatMessageB\x04\xe2\x41\x01\x02\x12\x0e\n\x06stream\x18\x03 \x01(\x08\x12\x35\n\x0estream_options\x18\x04 \x01(\x0b\x32\x1d.switchboard.v1.StreamOptions\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x07 \x01(\t\x12\x37\n\x0fresponse_format\x18\x08 \x01(\x0b\x32\x1e.switchboard.v1.ResponseFormat\"8\n\x0eResponseFormat\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x18\n\x10json_schema_json\x18\x02 \x01(\t\"&\n\rStreamOptions\x12\x15\n\rinclude_usage\x18\x01 \x01(\x08\"\x82\x01\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x14\n\x0ctool_call_id\x18\x04 \x01(\t\x12\x30\n\ntool_calls\x18\x05 \x03(\x0b\x32\x1c.switchboard.v1.ChatToolCall\"\\\n\x0c\x43hatToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x32\n\x08\x66unction\x18\x03 \x01(\x0b\x32 .switchboard.v1.ChatFunctionCall\"3\n\x10\x43hatFunctionCall\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\targuments\x18\x02 \x01(\t\"\xfc\x01\n\x0e\x43hatCompletion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\r\n\x05model\x18\x04 \x01(\t\x12\x35\n\x07\x63hoices\x18\x05 \x03(\x0b\x32$.switchboard.v1.ChatCompletionChoice\x12$\n\x05usage\x18\x06 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\x1a\n\x12system_fingerprint\x18\x07 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x08 \x01(\t\x12\x12\n\nsession_id\x18\t \x01(\t\x12\x0f\n\x07\x63ontent\x18\n \x01(\t\"t\n\x14\x43hatCompletionChoice\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x36\n\x07message\x18\x02 \x01(\x0b\x32%.switchboard.v1.ChatCompletionMessage\x12\x15\n\rfinish_reason\x18\x03 \x01(\t\"\x8a\x01\n\x15\x43hatCompletionMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x14\n\x07refusal\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x30\n\ntool_calls\x18\x04 \x03(\x0b\x32\x1c.switchboard.v1.ChatToolCallB\n\n\x08_refusal\"\xf5\x01\n\x13\x43hatCompletionChunk\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\r\n\x05model\x18\x04 \x01(\t\x12:\n\x07\x63hoices\x18\x05 \x03(\x0b\x32).switchboard.v1.ChatCompletionChunkChoice\x12$\n\x05usage\x18\x06 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\x1a\n\x12system_fingerprint\x18\x07 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x08 \x01(\t\x12\x12\n\nsession_id\x18\t \x01(\t\"\x8c\x01\n\x19\x43hatCompletionChunkChoice\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x32\n\x05\x64\x65lta\x18\x02 \x01(\x0b\x32#.switchboard.v1.ChatCompletionDelta\x12\x1a\n\rfinish_reason\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x10\n\x0e_finish_reason\"V\n\x13\x43hatCompletionDelta\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x14\n\x07refusal\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_refusal2\xaf\x02\n\x11\x43ompletionService\x12\x84\x01\n\x14\x43reateChatCompletion\x12+.switchboard.v1.CreateChatCompletionRequest\x1a\x1e.switchboard.v1.ChatCompletion\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/chat/completions:\x01*\x12\x92\x01\n\x14StreamChatCompletion\x12+.switchboard.v1.CreateChatCompletionRequest\x1a#.switchboard.v1.ChatCompletionChunk\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/chat/completions:stream:\x01*0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,27 +41,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPLETIONSERVICE'].methods_by_name['StreamChatCompletion']._loaded_options = None
   _globals['_COMPLETIONSERVICE'].methods_by_name['StreamChatCompletion']._serialized_options = b'\202\323\344\223\002 \"\033/v1/chat/completions:stream:\001*'
   _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_start=151
-  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_end=371
-  _globals['_STREAMOPTIONS']._serialized_start=373
-  _globals['_STREAMOPTIONS']._serialized_end=411
-  _globals['_CHATMESSAGE']._serialized_start=414
-  _globals['_CHATMESSAGE']._serialized_end=544
-  _globals['_CHATTOOLCALL']._serialized_start=546
-  _globals['_CHATTOOLCALL']._serialized_end=638
-  _globals['_CHATFUNCTIONCALL']._serialized_start=640
-  _globals['_CHATFUNCTIONCALL']._serialized_end=691
-  _globals['_CHATCOMPLETION']._serialized_start=694
-  _globals['_CHATCOMPLETION']._serialized_end=946
-  _globals['_CHATCOMPLETIONCHOICE']._serialized_start=948
-  _globals['_CHATCOMPLETIONCHOICE']._serialized_end=1064
-  _globals['_CHATCOMPLETIONMESSAGE']._serialized_start=1067
-  _globals['_CHATCOMPLETIONMESSAGE']._serialized_end=1205
-  _globals['_CHATCOMPLETIONCHUNK']._serialized_start=1208
-  _globals['_CHATCOMPLETIONCHUNK']._serialized_end=1453
-  _globals['_CHATCOMPLETIONCHUNKCHOICE']._serialized_start=1456
-  _globals['_CHATCOMPLETIONCHUNKCHOICE']._serialized_end=1596
-  _globals['_CHATCOMPLETIONDELTA']._serialized_start=1598
-  _globals['_CHATCOMPLETIONDELTA']._serialized_end=1684
-  _globals['_COMPLETIONSERVICE']._serialized_start=1687
-  _globals['_COMPLETIONSERVICE']._serialized_end=1990
+  _globals['_CREATECHATCOMPLETIONREQUEST']._serialized_end=428
+  _globals['_RESPONSEFORMAT']._serialized_start=430
+  _globals['_RESPONSEFORMAT']._serialized_end=486
+  _globals['_STREAMOPTIONS']._serialized_start=488
+  _globals['_STREAMOPTIONS']._serialized_end=526
+  _globals['_CHATMESSAGE']._serialized_start=529
+  _globals['_CHATMESSAGE']._serialized_end=659
+  _globals['_CHATTOOLCALL']._serialized_start=661
+  _globals['_CHATTOOLCALL']._serialized_end=753
+  _globals['_CHATFUNCTIONCALL']._serialized_start=755
+  _globals['_CHATFUNCTIONCALL']._serialized_end=806
+  _globals['_CHATCOMPLETION']._serialized_start=809
+  _globals['_CHATCOMPLETION']._serialized_end=1061
+  _globals['_CHATCOMPLETIONCHOICE']._serialized_start=1063
+  _globals['_CHATCOMPLETIONCHOICE']._serialized_end=1179
+  _globals['_CHATCOMPLETIONMESSAGE']._serialized_start=1182
+  _globals['_CHATCOMPLETIONMESSAGE']._serialized_end=1320
+  _globals['_CHATCOMPLETIONCHUNK']._serialized_start=1323
+  _globals['_CHATCOMPLETIONCHUNK']._serialized_end=1568
+  _globals['_CHATCOMPLETIONCHUNKCHOICE']._serialized_start=1571
+  _globals['_CHATCOMPLETIONCHUNKCHOICE']._serialized_end=1711
+  _globals['_CHATCOMPLETIONDELTA']._serialized_start=1713
+  _globals['_CHATCOMPLETIONDELTA']._serialized_end=1799
+  _globals['_COMPLETIONSERVICE']._serialized_start=1802
+  _globals['_COMPLETIONSERVICE']._serialized_end=2105
 # @@protoc_insertion_point(module_scope)

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from switchboard.v1 import usage_pb2 as switchboard_dot_v1_dot_usage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cswitchboard/v1/session.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aswitchboard/v1/usage.proto\"\xb3\x02\n\x07Session\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x61gent\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x33\n\x06labels\x18\x04 \x03(\x0b\x32#.switchboard.v1.Session.LabelsEntry\x12\x1b\n\rmessage_count\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x02\n\x07Message\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08position\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\"\n\x04role\x18\x04 \x01(\x0e\x32\x14.switchboard.v1.Role\x12\x0f\n\x07\x63ontent\x18\x05 \x01(\t\x12\x33\n\x06status\x18\x06 \x01(\x0e\x32\x1d.switchboard.v1.MessageStatusB\x04\xe2\x41\x01\x03\x12\x33\n\x07metrics\x18\x07 \x01(\x0b\x32\x1c.switchboard.v1.ReplyMetricsB\x04\xe2\x41\x01\x03\x12*\n\x05usage\x18\x08 \x01(\x0b\x32\x15.switchboard.v1.UsageB\x04\xe2\x41\x01\x03\x12-\n\x07sources\x18\t \x03(\x0b\x32\x16.switchboard.v1.SourceB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"W\n\x06Source\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07passage\x18\x03 \x01(\x05\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x0c\n\x04text\x18\x05 \x01(\t\"j\n\x0cReplyMetrics\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\x05\x12\x12\n\nlatency_ms\x18\x03 \x01(\x05\x12\x1e\n\x16time_to_first_token_ms\x18\x04 \x01(\x05*s\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\x12\n\x0eROLE_DEVELOPER\x10\x02\x12\r\n\tROLE_USER\x10\x03\x12\x12\n\x0eROLE_ASSISTANT\x10\x04\x12\r\n\tROLE_TOOL\x10\x05*k\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17MESSAGE_STATUS_COMPLETE\x10\x01\x12\x1d\n\x19MESSAGE_STATUS_INCOMPLETE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cswitchboard/v1/session.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aswitchboard/v1/usage.proto\"\xb3\x02\n\x07Session\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x13\n\x05\x61gent\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x33\n\x06labels\x18\x04 \x03(\x0b\x32#.switchboard.v1.Session.LabelsEntry\x12\x1b\n\rmessage_count\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe9\x03\n\x07Message\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x16\n\x08position\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\"\n\x04role\x18\x04 \x01(\x0e\x32\x14.switchboard.v1.Role\x12\x0f\n\x07\x63ontent\x18\x05 \x01(\t\x12\x33\n\x06status\x18\x06 \x01(\x0e\x32\x1d.switchboard.v1.MessageStatusB\x04\xe2\x41\x01\x03\x12\x33\n\x07metrics\x18\x07 \x01(\x0b\x32\x1c.switchboard.v1.ReplyMetricsB\x04\xe2\x41\x01\x03\x12*\n\x05usage\x18\x08 \x01(\x0b\x32\x15.switchboard.v1.UsageB\x04\xe2\x41\x01\x03\x12-\n\x07sources\x18\t \x03(\x0b\x32\x16.switchboard.v1.SourceB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x39\n\ntool_calls\x18\x0b \x03(\x0b\x32\x1f.switchboard.v1.MessageToolCallB\x04\xe2\x41\x01\x03\x12\x1a\n\x0ctool_call_id\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\ntool_error\x18\r \x01(\x08\x42\x04\xe2\x41\x01\x03\"C\n\x0fMessageToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"W\n\x06Source\x12\x10\n\x08\x64ocument\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0f\n\x07passage\x18\x03 \x01(\x05\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x0c\n\x04text\x18\x05 \x01(\t\"j\n\x0cReplyMetrics\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\x05\x12\x12\n\nlatency_ms\x18\x03 \x01(\x05\x12\x1e\n\x16time_to_first_token_ms\x18\x04 \x01(\x05*s\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\x12\n\x0eROLE_DEVELOPER\x10\x02\x12\r\n\tROLE_USER\x10\x03\x12\x12\n\x0eROLE_ASSISTANT\x10\x04\x12\r\n\tROLE_TOOL\x10\x05*k\n\rMessageStatus\x12\x1e\n\x1aMESSAGE_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17MESSAGE_STATUS_COMPLETE\x10\x01\x12\x1d\n\x19MESSAGE_STATUS_INCOMPLETE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -64,18 +64,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MESSAGE'].fields_by_name['sources']._serialized_options = b'\342A\001\003'
   _globals['_MESSAGE'].fields_by_name['create_time']._loaded_options = None
   _globals['_MESSAGE'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
-  _globals['_ROLE']._serialized_start=1028
-  _globals['_ROLE']._serialized_end=1143
-  _globals['_MESSAGESTATUS']._serialized_start=1145
-  _globals['_MESSAGESTATUS']._serialized_end=1252
+  _globals['_MESSAGE'].fields_by_name['tool_calls']._loaded_options = None
+  _globals['_MESSAGE'].fields_by_name['tool_calls']._serialized_options = b'\342A\001\003'
+  _globals['_MESSAGE'].fields_by_name['tool_call_id']._loaded_options = None
+  _globals['_MESSAGE'].fields_by_name['tool_call_id']._serialized_options = b'\342A\001\003'
+  _globals['_MESSAGE'].fields_by_name['tool_error']._loaded_options = None
+  _globals['_MESSAGE'].fields_by_name['tool_error']._serialized_options = b'\342A\001\003'
+  _globals['_ROLE']._serialized_start=1210
+  _globals['_ROLE']._serialized_end=1325
+  _globals['_MESSAGESTATUS']._serialized_start=1327
+  _globals['_MESSAGESTATUS']._serialized_end=1434
   _globals['_SESSION']._serialized_start=143
   _globals['_SESSION']._serialized_end=450
   _globals['_SESSION_LABELSENTRY']._serialized_start=405
   _globals['_SESSION_LABELSENTRY']._serialized_end=450
   _globals['_MESSAGE']._serialized_start=453
-  _globals['_MESSAGE']._serialized_end=829
-  _globals['_SOURCE']._serialized_start=831
-  _globals['_SOURCE']._serialized_end=918
-  _globals['_REPLYMETRICS']._serialized_start=920
-  _globals['_REPLYMETRICS']._serialized_end=1026
+  _globals['_MESSAGE']._serialized_end=942
+  _globals['_MESSAGETOOLCALL']._serialized_start=944
+  _globals['_MESSAGETOOLCALL']._serialized_end=1011
+  _globals['_SOURCE']._serialized_start=1013
+  _globals['_SOURCE']._serialized_end=1100
+  _globals['_REPLYMETRICS']._serialized_start=1102
+  _globals['_REPLYMETRICS']._serialized_end=1208
 # @@protoc_insertion_point(module_scope)

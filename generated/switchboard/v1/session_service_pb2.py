@@ -29,13 +29,15 @@ from switchboard.v1 import session_pb2 as switchboard_dot_v1_dot_session__pb2
 from switchboard.v1 import usage_pb2 as switchboard_dot_v1_dot_usage__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$switchboard/v1/session_service.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cswitchboard/v1/session.proto\x1a\x1aswitchboard/v1/usage.proto\"F\n\x14\x43reateSessionRequest\x12.\n\x07session\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.SessionB\x04\xe2\x41\x01\x02\"\'\n\x11GetSessionRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x13ListSessionsRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListSessionsResponse\x12)\n\x08sessions\x18\x01 \x03(\x0b\x32\x17.switchboard.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x14\x44\x65leteSessionRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"R\n\x13ListMessagesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListMessagesResponse\x12)\n\x08messages\x18\x01 \x03(\x0b\x32\x17.switchboard.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x12SendMessageRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x63ontent\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"~\n\x13SendMessageResponse\x12(\n\x07message\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Message\x12&\n\x05reply\x18\x02 \x01(\x0b\x32\x17.switchboard.v1.Message\x12\x15\n\rquick_replies\x18\x03 \x03(\t\"\xb5\x02\n\x0cMessageEvent\x12/\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x1c.switchboard.v1.ContentDeltaH\x00\x12-\n\ttool_call\x18\x02 \x01(\x0b\x32\x18.switchboard.v1.ToolCallH\x00\x12\x31\n\x0btool_result\x18\x03 \x01(\x0b\x32\x1a.switchboard.v1.ToolResultH\x00\x12\x35\n\rquick_replies\x18\x04 \x01(\x0b\x32\x1c.switchboard.v1.QuickRepliesH\x00\x12$\n\x04\x64one\x18\x05 \x01(\x0b\x32\x14.switchboard.v1.DoneH\x00\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1b.switchboard.v1.StreamErrorH\x00\x42\x07\n\x05\x65vent\"\x1c\n\x0c\x43ontentDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"<\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"S\n\nToolResult\x12\x14\n\x0ctool_call_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x10\n\x08is_error\x18\x04 \x01(\x08\"\x1f\n\x0cQuickReplies\x12\x0f\n\x07replies\x18\x01 \x03(\t\"\xa6\x01\n\x04\x44one\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\'\n\x07sources\x18\x04 \x03(\x0b\x32\x16.switchboard.v1.Source\x12-\n\x07metrics\x18\x05 \x01(\x0b\x32\x1c.switchboard.v1.ReplyMetrics\"<\n\x0bStreamError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xdd\x06\n\x0eSessionService\x12m\n\rCreateSession\x12$.switchboard.v1.CreateSessionRequest\x1a\x17.switchboard.v1.Session\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/sessions:\x07session\x12g\n\nGetSession\x12!.switchboard.v1.GetSessionRequest\x1a\x17.switchboard.v1.Session\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=sessions/*}\x12o\n\x0cListSessions\x12#.switchboard.v1.ListSessionsRequest\x1a$.switchboard.v1.ListSessionsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/sessions\x12l\n\rDeleteSession\x12$.switchboard.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/{name=sessions/*}\x12\x83\x01\n\x0cListMessages\x12#.switchboard.v1.ListMessagesRequest\x1a$.switchboard.v1.ListMessagesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=sessions/*}/messages\x12\x83\x01\n\x0bSendMessage\x12\".switchboard.v1.SendMessageRequest\x1a#.switchboard.v1.SendMessageResponse\"+\x82\xd3\xe4\x93\x02%\" /v1/{parent=sessions/*}/messages:\x01*\x12\x87\x01\n\rStreamMessage\x12\".switchboard.v1.SendMessageRequest\x1a\x1c.switchboard.v1.MessageEvent\"2\x82\xd3\xe4\x93\x02,\"\'/v1/{parent=sessions/*}/messages:stream:\x01*0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$switchboard/v1/session_service.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cswitchboard/v1/session.proto\x1a\x1aswitchboard/v1/usage.proto\"\'\n\x11\x43\x61ncelTurnRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"-\n\x12\x43\x61ncelTurnResponse\x12\x17\n\x0f\x63\x61ncelled_turns\x18\x01 \x01(\x05\"F\n\x14\x43reateSessionRequest\x12.\n\x07session\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.SessionB\x04\xe2\x41\x01\x02\"\'\n\x11GetSessionRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"K\n\x13ListSessionsRequest\x12\r\n\x05\x61gent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListSessionsResponse\x12)\n\x08sessions\x18\x01 \x03(\x0b\x32\x17.switchboard.v1.Session\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x14\x44\x65leteSessionRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"R\n\x13ListMessagesRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x14ListMessagesResponse\x12)\n\x08messages\x18\x01 \x03(\x0b\x32\x17.switchboard.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x12SendMessageRequest\x12\x14\n\x06parent\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x63ontent\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"~\n\x13SendMessageResponse\x12(\n\x07message\x18\x01 \x01(\x0b\x32\x17.switchboard.v1.Message\x12&\n\x05reply\x18\x02 \x01(\x0b\x32\x17.switchboard.v1.Message\x12\x15\n\rquick_replies\x18\x03 \x03(\t\"\xb5\x02\n\x0cMessageEvent\x12/\n\x07\x63ontent\x18\x01 \x01(\x0b\x32\x1c.switchboard.v1.ContentDeltaH\x00\x12-\n\ttool_call\x18\x02 \x01(\x0b\x32\x18.switchboard.v1.ToolCallH\x00\x12\x31\n\x0btool_result\x18\x03 \x01(\x0b\x32\x1a.switchboard.v1.ToolResultH\x00\x12\x35\n\rquick_replies\x18\x04 \x01(\x0b\x32\x1c.switchboard.v1.QuickRepliesH\x00\x12$\n\x04\x64one\x18\x05 \x01(\x0b\x32\x14.switchboard.v1.DoneH\x00\x12,\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x1b.switchboard.v1.StreamErrorH\x00\x42\x07\n\x05\x65vent\"\x1c\n\x0c\x43ontentDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\"<\n\x08ToolCall\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61rguments_json\x18\x03 \x01(\t\"S\n\nToolResult\x12\x14\n\x0ctool_call_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\t\x12\x10\n\x08is_error\x18\x04 \x01(\x08\"\x1f\n\x0cQuickReplies\x12\x0f\n\x07replies\x18\x01 \x03(\t\"\xa6\x01\n\x04\x44one\x12\x0f\n\x07session\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12$\n\x05usage\x18\x03 \x01(\x0b\x32\x15.switchboard.v1.Usage\x12\'\n\x07sources\x18\x04 \x03(\x0b\x32\x16.switchboard.v1.Source\x12-\n\x07metrics\x18\x05 \x01(\x0b\x32\x1c.switchboard.v1.ReplyMetrics\"<\n\x0bStreamError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xdb\x07\n\x0eSessionService\x12m\n\rCreateSession\x12$.switchboard.v1.CreateSessionRequest\x1a\x17.switchboard.v1.Session\"\x1d\x82\xd3\xe4\x93\x02\x17\"\x0c/v1/sessions:\x07session\x12g\n\nGetSession\x12!.switchboard.v1.GetSessionRequest\x1a\x17.switchboard.v1.Session\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=sessions/*}\x12o\n\x0cListSessions\x12#.switchboard.v1.ListSessionsRequest\x1a$.switchboard.v1.ListSessionsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/sessions\x12l\n\rDeleteSession\x12$.switchboard.v1.DeleteSessionRequest\x1a\x16.google.protobuf.Empty\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/{name=sessions/*}\x12\x83\x01\n\x0cListMessages\x12#.switchboard.v1.ListMessagesRequest\x1a$.switchboard.v1.ListMessagesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=sessions/*}/messages\x12\x83\x01\n\x0bSendMessage\x12\".switchboard.v1.SendMessageRequest\x1a#.switchboard.v1.SendMessageResponse\"+\x82\xd3\xe4\x93\x02%\" /v1/{parent=sessions/*}/messages:\x01*\x12\x87\x01\n\rStreamMessage\x12\".switchboard.v1.SendMessageRequest\x1a\x1c.switchboard.v1.MessageEvent\"2\x82\xd3\xe4\x93\x02,\"\'/v1/{parent=sessions/*}/messages:stream:\x01*0\x01\x12|\n\nCancelTurn\x12!.switchboard.v1.CancelTurnRequest\x1a\".switchboard.v1.CancelTurnResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=sessions/*}:cancel:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.v1.session_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CANCELTURNREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CANCELTURNREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_CREATESESSIONREQUEST'].fields_by_name['session']._loaded_options = None
   _globals['_CREATESESSIONREQUEST'].fields_by_name['session']._serialized_options = b'\342A\001\002'
   _globals['_GETSESSIONREQUEST'].fields_by_name['name']._loaded_options = None
@@ -62,38 +64,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONSERVICE'].methods_by_name['SendMessage']._serialized_options = b'\202\323\344\223\002%\" /v1/{parent=sessions/*}/messages:\001*'
   _globals['_SESSIONSERVICE'].methods_by_name['StreamMessage']._loaded_options = None
   _globals['_SESSIONSERVICE'].methods_by_name['StreamMessage']._serialized_options = b'\202\323\344\223\002,\"\'/v1/{parent=sessions/*}/messages:stream:\001*'
-  _globals['_CREATESESSIONREQUEST']._serialized_start=206
-  _globals['_CREATESESSIONREQUEST']._serialized_end=276
-  _globals['_GETSESSIONREQUEST']._serialized_start=278
-  _globals['_GETSESSIONREQUEST']._serialized_end=317
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=319
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=394
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=396
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=486
-  _globals['_DELETESESSIONREQUEST']._serialized_start=488
-  _globals['_DELETESESSIONREQUEST']._serialized_end=530
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=532
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=614
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=616
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=706
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=708
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=773
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=775
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=901
-  _globals['_MESSAGEEVENT']._serialized_start=904
-  _globals['_MESSAGEEVENT']._serialized_end=1213
-  _globals['_CONTENTDELTA']._serialized_start=1215
-  _globals['_CONTENTDELTA']._serialized_end=1243
-  _globals['_TOOLCALL']._serialized_start=1245
-  _globals['_TOOLCALL']._serialized_end=1305
-  _globals['_TOOLRESULT']._serialized_start=1307
-  _globals['_TOOLRESULT']._serialized_end=1390
-  _globals['_QUICKREPLIES']._serialized_start=1392
-  _globals['_QUICKREPLIES']._serialized_end=1423
-  _globals['_DONE']._serialized_start=1426
-  _globals['_DONE']._serialized_end=1592
-  _globals['_STREAMERROR']._serialized_start=1594
-  _globals['_STREAMERROR']._serialized_end=1654
-  _globals['_SESSIONSERVICE']._serialized_start=1657
-  _globals['_SESSIONSERVICE']._serialized_end=2518
+  _globals['_SESSIONSERVICE'].methods_by_name['CancelTurn']._loaded_options = None
+  _globals['_SESSIONSERVICE'].methods_by_name['CancelTurn']._serialized_options = b'\202\323\344\223\002!\"\034/v1/{name=sessions/*}:cancel:\001*'
+  _globals['_CANCELTURNREQUEST']._serialized_start=206
+  _globals['_CANCELTURNREQUEST']._serialized_end=245
+  _globals['_CANCELTURNRESPONSE']._serialized_start=247
+  _globals['_CANCELTURNRESPONSE']._serialized_end=292
+  _globals['_CREATESESSIONREQUEST']._serialized_start=294
+  _globals['_CREATESESSIONREQUEST']._serialized_end=364
+  _globals['_GETSESSIONREQUEST']._serialized_start=366
+  _globals['_GETSESSIONREQUEST']._serialized_end=405
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=407
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=482
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=484
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=574
+  _globals['_DELETESESSIONREQUEST']._serialized_start=576
+  _globals['_DELETESESSIONREQUEST']._serialized_end=618
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=620
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=702
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=704
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=794
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=796
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=861
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=863
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=989
+  _globals['_MESSAGEEVENT']._serialized_start=992
+  _globals['_MESSAGEEVENT']._serialized_end=1301
+  _globals['_CONTENTDELTA']._serialized_start=1303
+  _globals['_CONTENTDELTA']._serialized_end=1331
+  _globals['_TOOLCALL']._serialized_start=1333
+  _globals['_TOOLCALL']._serialized_end=1393
+  _globals['_TOOLRESULT']._serialized_start=1395
+  _globals['_TOOLRESULT']._serialized_end=1478
+  _globals['_QUICKREPLIES']._serialized_start=1480
+  _globals['_QUICKREPLIES']._serialized_end=1511
+  _globals['_DONE']._serialized_start=1514
+  _globals['_DONE']._serialized_end=1680
+  _globals['_STREAMERROR']._serialized_start=1682
+  _globals['_STREAMERROR']._serialized_end=1742
+  _globals['_SESSIONSERVICE']._serialized_start=1745
+  _globals['_SESSIONSERVICE']._serialized_end=2732
 # @@protoc_insertion_point(module_scope)

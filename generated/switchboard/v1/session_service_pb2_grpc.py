@@ -72,6 +72,11 @@ class SessionServiceStub:
                 request_serializer=switchboard_dot_v1_dot_session__service__pb2.SendMessageRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_session__service__pb2.MessageEvent.FromString,
                 _registered_method=True)
+        self.CancelTurn = channel.unary_unary(
+                '/switchboard.v1.SessionService/CancelTurn',
+                request_serializer=switchboard_dot_v1_dot_session__service__pb2.CancelTurnRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_session__service__pb2.CancelTurnResponse.FromString,
+                _registered_method=True)
 
 
 class SessionServiceServicer:
@@ -128,6 +133,15 @@ class SessionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelTurn(self, request, context):
+        """Cancels the session's running turn on this server: the backend call stops at once and
+        the partial reply is stored as incomplete; the turn's caller gets CANCELLED. Scope:
+        `chat:write`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +179,11 @@ def add_SessionServiceServicer_to_server(servicer, server):
                     servicer.StreamMessage,
                     request_deserializer=switchboard_dot_v1_dot_session__service__pb2.SendMessageRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_session__service__pb2.MessageEvent.SerializeToString,
+            ),
+            'CancelTurn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTurn,
+                    request_deserializer=switchboard_dot_v1_dot_session__service__pb2.CancelTurnRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_session__service__pb2.CancelTurnResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +376,33 @@ class SessionService:
             '/switchboard.v1.SessionService/StreamMessage',
             switchboard_dot_v1_dot_session__service__pb2.SendMessageRequest.SerializeToString,
             switchboard_dot_v1_dot_session__service__pb2.MessageEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTurn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.SessionService/CancelTurn',
+            switchboard_dot_v1_dot_session__service__pb2.CancelTurnRequest.SerializeToString,
+            switchboard_dot_v1_dot_session__service__pb2.CancelTurnResponse.FromString,
             options,
             channel_credentials,
             insecure,
