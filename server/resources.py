@@ -136,6 +136,11 @@ def message_to_proto(row: MessageRecord) -> session_pb2.Message:
         status=_STATUS_TO_ENUM[row.status],
         create_time=timestamp(row.created_at),
     )
+    for call in row.tool_calls or ():
+        message.tool_calls.add(id=call["id"], name=call["name"], arguments_json=call["arguments"])
+    if row.role == "tool":
+        message.tool_call_id = row.tool_call_id or ""
+        message.tool_error = row.tool_error
     if row.role == "assistant":
         message.usage.CopyFrom(usage_of(row))
         message.metrics.CopyFrom(metrics_of(row))

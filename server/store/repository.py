@@ -674,6 +674,7 @@ class Repository:
             for position, (role, content) in enumerate(messages, start=1)
         ]
         for message in exchange:
+            message.session_id = session_id
             message.position = len(stored) + 1
             stored.append(message)
         if reply is not None:
