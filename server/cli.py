@@ -15,6 +15,7 @@ import typer
 from server import settings as defaults
 from server.auth import ALL_SCOPES
 from server.demo import DEFAULT_WORKSPACE_ID, ensure_demo
+from server.ports import PortInUse, claimed
 from server.store.database import create_engine, migrate
 from server.store.repository import Repository
 from server.worker import WorkerConfig, run_worker
@@ -103,7 +104,7 @@ def _run_edge(core: str, http_addr: str, max_body_bytes: int) -> None:
 
 def _supervise(config: WorkerConfig, workers: int) -> int:
     """Runs the workers until SIGTERM or SIGINT; stops them all if one dies. Returns the exit
-    status."""
+    status. The caller holds the claim on the ports of several workers."""
     if workers == 1:
         run_worker(config)
         return 0
@@ -156,7 +157,30 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the gRPC core and the HTTP edge; the edge calls the core in-process."""
+    config = WorkerConfig(
+        database_url=database_url,
+        grpc_addr=grpc_addr,
+        http_addr=None if grpc_only else http_addr,
+        max_body_bytes=max_body_bytes,
+        reuse_port=workers > 1,
+    )
+    # One worker binds its ports alone; several share them, and so must claim them first.
+    addresses = [a for a in (config.http_addr, grpc_addr) if a] if workers > 1 else []
+    try:
+        with claimed(addresses):
+            status = _run_server(config, workers, demo)
+    except PortInUse as error:
+        typer.echo(f"switchboard: {error}", err=True)
+        raise typer.Exit(1) from None
+    if status:
+        typer.echo("a worker stopped unexpectedly; see the log above", err=True)
+        raise typer.Exit(status)
+
+
+def _run_server(config: WorkerConfig, workers: int, demo: bool) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    database_url, grpc_addr = config.database_url, config.grpc_addr
+    http_addr, grpc_only = config.http_addr or "", config.http_addr is None
     migrate(database_url)
     if demo:
 
@@ -172,17 +196,7 @@ def serve(
 
     where = f"gRPC on {grpc_addr}" + ("" if grpc_only else f", HTTP on http://{http_addr}")
     _say(f"Switchboard is serving {where} with {workers} worker(s)")
-    config = WorkerConfig(
-        database_url=database_url,
-        grpc_addr=grpc_addr,
-        http_addr=None if grpc_only else http_addr,
-        max_body_bytes=max_body_bytes,
-        reuse_port=workers > 1,
-    )
-    status = _supervise(config, workers)
-    if status:
-        typer.echo("a worker stopped unexpectedly; see the log above", err=True)
-        raise typer.Exit(status)
+    return _supervise(config, workers)
 
 
 @app.command()

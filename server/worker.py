@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import gc
 import signal
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import uvicorn
 import uvloop
 
 from server.app import Core
+from server.ports import listen
 from server.store.database import create_engine
 from server.store.repository import Generation, Repository
 
@@ -40,25 +40,6 @@ class _EdgeServer(uvicorn.Server):
         yield
 
 
-def _listen(address: str, reuse_port: bool) -> socket.socket:
-    host, _, port = address.rpartition(":")
-    family, kind, proto, _, sockaddr = socket.getaddrinfo(
-        host.strip("[]") or "127.0.0.1", int(port), type=socket.SOCK_STREAM
-    )[0]
-    # With proto set to TCP, asyncio turns on TCP_NODELAY for each accepted connection.
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind(sockaddr)
-    except OSError as error:
-        sock.close()
-        raise OSError(f"cannot listen on {address}: {error.strerror}") from error
-    sock.listen(2048)
-    return sock
-
-
 def run_worker(config: WorkerConfig, shared_generation: Any = None) -> None:
     """Serves until SIGTERM or SIGINT, then drains in-flight calls and streams."""
     try:
@@ -69,7 +50,7 @@ def run_worker(config: WorkerConfig, shared_generation: Any = None) -> None:
 
 async def _serve(config: WorkerConfig, generation: Generation) -> None:
     # The HTTP port first: a taken port fails the start before anything else runs.
-    listener = _listen(config.http_addr, config.reuse_port) if config.http_addr else None
+    listener = listen(config.http_addr, config.reuse_port) if config.http_addr else None
     repository = Repository(create_engine(config.database_url), generation)
     core = Core(repository)
     await core.start()
