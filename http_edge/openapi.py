@@ -26,6 +26,7 @@ _ERRORS = {
     "409": "Already exists, or an idempotency key reused with another request.",
     "413": "The request body exceeds the size limit.",
     "429": "Rate limited: retry after `Retry-After` seconds.",
+    "431": "The request line and headers exceed the limit.",
     "5XX": "The server or an upstream model failed; the message shows no internals.",
 }
 _CHAT_RPCS = frozenset(
@@ -183,6 +184,13 @@ def _operation(
 
 
 def _error_responses(statuses: list[str], *, openai: bool) -> dict[str, Any]:
+    responses = {status: _error_response(status, openai=openai) for status in statuses}
+    # Headers are refused before any route is known, so this one is always the native shape.
+    responses["431"] = _error_response("431", openai=False)
+    return dict(sorted(responses.items()))
+
+
+def _error_response(status: str, *, openai: bool) -> dict[str, Any]:
     shape = (
         "OpenAI's `{error: {message, type, param, code}}`"
         if openai
@@ -190,11 +198,8 @@ def _error_responses(statuses: list[str], *, openai: bool) -> dict[str, Any]:
     )
     schema = _OPENAI_ERROR_REF if openai else _ERROR_REF
     return {
-        status: {
-            "description": f"{_ERRORS[status]} The body is {shape}.",
-            "content": {"application/json": {"schema": dict(schema)}},
-        }
-        for status in sorted(statuses)
+        "description": f"{_ERRORS[status]} The body is {shape}.",
+        "content": {"application/json": {"schema": dict(schema)}},
     }
 
 
@@ -426,7 +431,8 @@ def _openai_paths(schemas: dict[str, Any]) -> dict[str, Any]:
                 "307": {
                     "description": "Temporary redirect.",
                     "headers": {"location": {"schema": {"type": "string"}}},
-                }
+                },
+                "431": _error_response("431", openai=False),
             },
         }
     }
@@ -531,7 +537,8 @@ def _health_paths() -> dict[str, Any]:
                         },
                     }
                     for code, (text, status) in codes.items()
-                },
+                }
+                | {"431": _error_response("431", openai=False)},
             }
         }
 
