@@ -15,12 +15,11 @@ from switchboard.v1 import agent_pb2
 
 # Custom patterns are the agent author's, run on every reply: bound their time per search.
 MATCH_TIMEOUT_SECONDS = 0.05
-_MAX_PATTERN_TIMEOUTS = 3
 
 _EMAIL = regex.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 _CARD = regex.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d])")
 # Not a piece of a longer digit run (an order number, a card failing the Luhn check).
-_PHONE = regex.compile(r"(?<![\w+]|\d[ .()-]*)\+?\d(?:[ .()-]*\d){6,14}(?![ .()-]*\d)")
+_PHONE = regex.compile(r"(?:\+|(?<![+\d][ .()-]*))\d(?:[ .()-]*\d){6,14}(?![.()-]*\d)")
 
 
 def _luhn(digits: str) -> bool:
@@ -43,22 +42,29 @@ class _Rule:
     pattern: regex.Pattern[str]
     # The replacement of a match, or None to keep it (a digit run that fails the Luhn check).
     marker: Callable[[str], str | None]
+    # Matches may overlap, so that a vetoed match does not hide a real one inside it.
+    overlapped: bool = False
 
 
 # Cards before phones: a card number would otherwise read as a long phone number.
 _BUILTIN: dict[str, _Rule] = {
-    "card": _Rule(_CARD, _card_marker),
+    "card": _Rule(_CARD, _card_marker, overlapped=True),
     "email": _Rule(_EMAIL, lambda _: "[redacted email]"),
     "phone": _Rule(_PHONE, lambda _: "[redacted phone]"),
 }
 
 
 class Redactor:
-    """Redacts a stream of text chunks: `feed` returns what can be sent now, `finish` the rest."""
+    """Redacts a stream of text chunks: `feed` returns what can be sent now, `finish` the rest.
+
+    All rules are matched on the original text in one pass (the leftmost match wins, then the
+    longest, then the rule listed first), so that how a reply is cut into chunks never changes
+    what is redacted."""
 
     def __init__(self, rules: Sequence[_Rule]) -> None:
         self._rules = rules
-        self._pending = ""
+        self._text = ""
+        self._sent = 0
 
     @property
     def active(self) -> bool:
@@ -67,63 +73,99 @@ class Redactor:
     def feed(self, chunk: str) -> str:
         if not self._rules:
             return chunk
-        self._pending += chunk
-        hold = self._hold_point(self._pending)
-        ready, self._pending = self._pending[:hold], self._pending[hold:]
-        return self._redact(ready)
+        self._text += chunk
+        return self._release(final=False)
 
     def finish(self) -> str:
-        rest, self._pending = self._pending, ""
-        return self._redact(rest)
+        return self._release(final=True) if self._rules else ""
 
     def redact(self, text: str) -> str:
         """A whole text at once."""
-        return self._redact(text)
+        whole = Redactor(self._rules)
+        whole._text = text
+        return whole._release(final=True)
 
-    def _hold_point(self, text: str) -> int:
-        """Where the tail that could still become (or extend) a match begins."""
+    def _release(self, *, final: bool) -> str:
+        """The redacted text from what was sent so far up to the point where the tail that
+        could still become (or extend) a match begins; everything when `final`."""
+        text, start = self._text, self._sent
         hold = len(text)
-        spans: list[tuple[int, int]] = []
-        for rule in self._rules:
-            for match in _finditer(rule.pattern, text, partial=True):
-                if match.partial or match.end() == len(text):
+        found: list[tuple[int, int, int, str]] = []
+        for order, rule in enumerate(self._rules):
+            for match in _finditer(rule, text, start, partial=not final):
+                # Held while the text from the match on could still grow into a longer match
+                # ("+44 20 7946 " may be followed by "0958").
+                if not final and (
+                    match.partial or _could_extend(rule.pattern, text, match.start())
+                ):
                     hold = min(hold, match.start())
-                else:
-                    spans.append(match.span())
-        # A whole match must not be cut by the hold point either.
-        moved = True
-        while moved:
-            moved = False
-            for start, end in spans:
-                if start < hold < end:
-                    hold, moved = start, True
-        return hold
-
-    def _redact(self, text: str) -> str:
-        for rule in self._rules:
-            if not text:
+                    continue
+                marker = rule.marker(match.group())
+                if marker is not None:
+                    found.append((match.start(), -match.end(), order, marker))
+        chosen: list[tuple[int, int, str]] = []
+        end_of_last = start
+        for begin, negative_end, _, marker in sorted(found):
+            if begin >= end_of_last:
+                chosen.append((begin, -negative_end, marker))
+                end_of_last = -negative_end
+        # A whole match is never cut by the hold point.
+        for begin, end, _ in reversed(chosen):
+            if begin < hold < end:
+                hold = begin
+        released: list[str] = []
+        position = start
+        for begin, end, marker in chosen:
+            if end > hold:
                 break
-            text = _sub(rule, text)
-        return text
+            released += (text[position:begin], marker)
+            position = end
+        released.append(text[position:hold])
+        self._sent = hold
+        return "".join(released)
 
 
-def _finditer(pattern: regex.Pattern[str], text: str, *, partial: bool) -> list[regex.Match[str]]:
+def _finditer(rule: _Rule, text: str, start: int, *, partial: bool) -> list[regex.Match[str]]:
     try:
-        return list(pattern.finditer(text, partial=partial, timeout=MATCH_TIMEOUT_SECONDS))
+        return list(
+            rule.pattern.finditer(
+                text,
+                start,
+                partial=partial,
+                overlapped=rule.overlapped,
+                timeout=MATCH_TIMEOUT_SECONDS,
+            )
+        )
     except TimeoutError:
-        return []
+        # A pattern too slow for this text: treat the whole rest as one match.
+        return [_Everything(text, start)]  # type: ignore[list-item]
 
 
-def _sub(rule: _Rule, text: str) -> str:
-    def replace(match: regex.Match[str]) -> str:
-        marker = rule.marker(match.group())
-        return match.group() if marker is None else marker
-
+def _could_extend(pattern: regex.Pattern[str], text: str, start: int) -> bool:
     try:
-        return str(rule.pattern.sub(replace, text, timeout=MATCH_TIMEOUT_SECONDS))
+        return (
+            pattern.fullmatch(text, start, partial=True, timeout=MATCH_TIMEOUT_SECONDS) is not None
+        )
     except TimeoutError:
-        # A pattern too slow for this text redacts the whole of it rather than leak it.
-        return "[redacted]"
+        return True
+
+
+class _Everything:
+    """Stands for a match of the whole rest of the text, when a pattern ran out of time."""
+
+    partial = False
+
+    def __init__(self, text: str, start: int) -> None:
+        self._text, self._start = text, start
+
+    def start(self) -> int:
+        return self._start
+
+    def end(self) -> int:
+        return len(self._text)
+
+    def group(self) -> str:
+        return self._text[self._start :]
 
 
 def redactor_for(guardrails: agent_pb2.Guardrails) -> Redactor:
