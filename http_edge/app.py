@@ -7,7 +7,6 @@ import importlib.metadata
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
 from starlette.routing import Mount, Route, Router
 
 from http_edge.core import CoreClient
@@ -18,10 +17,12 @@ from http_edge.mux import RouteTable, load_routes
 from http_edge.openai import CHAT_COMPLETIONS_PATH, ChatCompletions, RedirectToChatCompletions
 from http_edge.openapi import build_openapi
 from http_edge.responses import send_bytes
+from http_edge.server import EdgeServer
 from http_edge.transcoder import Transcoder
 from http_edge.types import Receive, Scope, Send
 
 DEFAULT_MAX_BODY_BYTES = 1_048_576
+DEFAULT_MAX_HEADER_BYTES = 65_536
 DEFAULT_PING_INTERVAL = 15.0
 
 
@@ -75,19 +76,22 @@ def create_app(
     return RequestIdMiddleware(router)
 
 
-def run(core_target: str, http_addr: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+def run(
+    core_target: str,
+    http_addr: str,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+) -> None:
     """Serve the edge on `http_addr` (`host:port`) until interrupted."""
     host, _, port = http_addr.rpartition(":")
-    uvicorn.run(
+    EdgeServer(
         create_app(core_target, max_body_bytes=max_body_bytes),
+        max_header_bytes=max_header_bytes,
         host=host.strip("[]") or "127.0.0.1",
         port=int(port),
         loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
+    ).run()
 
 
 def _version() -> str:

@@ -52,6 +52,15 @@ MaxBody = Annotated[
         "--max-body-bytes", envvar="SWITCHBOARD_MAX_BODY_BYTES", help="Largest HTTP body."
     ),
 ]
+MaxHeader = Annotated[
+    int,
+    typer.Option(
+        "--max-header-bytes",
+        envvar="SWITCHBOARD_MAX_HEADER_BYTES",
+        min=1024,
+        help="Largest HTTP request line and headers together (431 above).",
+    ),
+]
 
 
 def _with_repository(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
@@ -96,12 +105,6 @@ def _print_demo(key: str, grpc_addr: str, http_addr: str, grpc_only: bool) -> No
     _say("")
 
 
-def _run_edge(core: str, http_addr: str, max_body_bytes: int) -> None:
-    from http_edge.app import run
-
-    run(core, http_addr, max_body_bytes=max_body_bytes)
-
-
 def _supervise(config: WorkerConfig, workers: int) -> int:
     """Runs the workers until SIGTERM or SIGINT; stops them all if one dies. Returns the exit
     status. The caller holds the claim on the ports of several workers."""
@@ -141,6 +144,7 @@ def serve(
     http_addr: HttpAddr = defaults.DEFAULT_HTTP_ADDR,
     database_url: DatabaseUrl = defaults.DEFAULT_DATABASE_URL,
     max_body_bytes: MaxBody = defaults.DEFAULT_MAX_BODY_BYTES,
+    max_header_bytes: MaxHeader = defaults.DEFAULT_MAX_HEADER_BYTES,
     workers: Annotated[
         int,
         typer.Option(
@@ -162,6 +166,7 @@ def serve(
         grpc_addr=grpc_addr,
         http_addr=None if grpc_only else http_addr,
         max_body_bytes=max_body_bytes,
+        max_header_bytes=max_header_bytes,
         reuse_port=workers > 1,
     )
     # One worker binds its ports alone; several share them, and so must claim them first.
@@ -206,9 +211,12 @@ def edge(
     ] = defaults.DEFAULT_GRPC_ADDR,
     http_addr: HttpAddr = defaults.DEFAULT_HTTP_ADDR,
     max_body_bytes: MaxBody = defaults.DEFAULT_MAX_BODY_BYTES,
+    max_header_bytes: MaxHeader = defaults.DEFAULT_MAX_HEADER_BYTES,
 ) -> None:
     """Serve the HTTP edge alone, forwarding to a running core."""
-    _run_edge(core, http_addr, max_body_bytes)
+    from http_edge.app import run
+
+    run(core, http_addr, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes)
 
 
 @keys_app.command("create")

@@ -7,20 +7,20 @@ database, so that every core of the machine serves requests."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import signal
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
 import uvloop
 
 from server.app import Core
 from server.ports import listen
 from server.store.database import create_engine
 from server.store.repository import Generation, Repository
+
+if TYPE_CHECKING:
+    from http_edge.server import EdgeServer
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,8 @@ class WorkerConfig:
     # None serves gRPC only.
     http_addr: str | None
     max_body_bytes: int
+    max_header_bytes: int
     reuse_port: bool
-
-
-class _EdgeServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        # The worker owns the signals: it stops the edge and the gRPC server together.
-        yield
 
 
 def run_worker(config: WorkerConfig, shared_generation: Any = None) -> None:
@@ -60,22 +54,20 @@ async def _serve(config: WorkerConfig, generation: Generation) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     edge: asyncio.Task[None] | None = None
-    http: _EdgeServer | None = None
+    http: EdgeServer | None = None
     if listener is not None:
         from http_edge.app import create_app
+        from http_edge.server import EdgeServer
 
         app = create_app(
             config.grpc_addr, max_body_bytes=config.max_body_bytes, channel=core.local_channel()
         )
-        http = _EdgeServer(
-            uvicorn.Config(
-                app,
-                http="httptools",
-                log_level="warning",
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=10,
-            )
+        # The worker owns the signals: it stops the edge and the gRPC server together.
+        http = EdgeServer(
+            app,
+            max_header_bytes=config.max_header_bytes,
+            handle_signals=False,
+            timeout_graceful_shutdown=10,
         )
         edge = asyncio.create_task(http.serve(sockets=[listener]))
         edge.add_done_callback(lambda _: stop.set())

@@ -1,0 +1,118 @@
+"""The edge's HTTP/1.1 protocol: uvicorn's httptools protocol with a bound on the request head.
+
+httptools keeps no limit of its own: it grows a header or the URL by concatenation for as long
+as the client writes, which lets one request hold the event loop for seconds. This protocol
+counts the bytes of each request head (request line and headers) as they arrive and answers
+`431 Request Header Fields Too Large` once they pass the limit, then closes the connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from http_edge.errors import edge_error, native_body
+from http_edge.marshal import encode_json
+
+# A refused client may still be writing its head: reading it on (and dropping it) for a moment
+# lets the 431 reach it instead of a connection reset.
+_LINGER_SECONDS = 2.0
+
+
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a head over the limit."""
+
+
+class BoundedHeadProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` refusing request heads larger than `max_head_bytes`."""
+
+    max_head_bytes = 65_536
+    _refusal = b""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = False
+        self._head_began = False
+        self._read = 0
+        # Whole reads received while the current head was incomplete: all of them (an upper
+        # bound on its size) and those after the read it began in (a lower bound).
+        self._head_upper = 0
+        self._head_lower = 0
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._read = len(data)
+        self._head_began = False
+        super().data_received(data)
+        if self._in_head and not self._refused:
+            self._head_upper += self._read
+            if not self._head_began:
+                self._head_lower += self._read
+                if self._head_lower > self.max_head_bytes:
+                    self._refuse()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_began = True
+        self._head_upper = self._head_lower = 0
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        # The exact size is summed only when the reads could hold a head over the limit.
+        if self._head_upper + self._read > self.max_head_bytes and (
+            self._head_size() > self.max_head_bytes
+        ):
+            self._refused = True
+            raise _HeadTooLarge
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn answers a parser error with 400; the error raised above is a head too large.
+        if self._refused:
+            self._refuse()
+        else:
+            super().send_400_response(msg)
+
+    def _head_size(self) -> int:
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+
+    def _refuse(self) -> None:
+        self._refused = True
+        self._in_head = False
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A response is still being written on this connection: a 431 would land inside it.
+            self.transport.close()
+            return
+        head = [STATUS_LINE[431]]
+        for name, value in self.server_state.default_headers:
+            head.extend([name, b": ", value, b"\r\n"])
+        self.transport.write(b"".join([*head, self._refusal]))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+
+
+def bounded_head_protocol(limit: int) -> type[BoundedHeadProtocol]:
+    """The protocol class for uvicorn's `http` setting, refusing heads over `limit` bytes."""
+    message = f"the request line and headers must not exceed {limit} bytes"
+    error = edge_error(grpc.StatusCode.RESOURCE_EXHAUSTED, 431, "HEADERS_TOO_LARGE", message)
+    body = encode_json(native_body(error))
+    refusal = b"".join(
+        [
+            b"content-type: application/json\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+    class Protocol(BoundedHeadProtocol):
+        max_head_bytes = limit
+        _refusal = refusal
+
+    return Protocol
