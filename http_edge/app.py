@@ -18,12 +18,14 @@ from http_edge.openai import CHAT_COMPLETIONS_PATH, ChatCompletions, RedirectToC
 from http_edge.openapi import build_openapi
 from http_edge.responses import send_bytes
 from http_edge.server import EdgeServer
+from http_edge.streaming import GracePeriod
 from http_edge.transcoder import Transcoder
 from http_edge.types import Receive, Scope, Send
 
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 DEFAULT_MAX_HEADER_BYTES = 65_536
 DEFAULT_PING_INTERVAL = 15.0
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 class _OpenAPIDocument:
@@ -40,16 +42,25 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ping_interval: float = DEFAULT_PING_INTERVAL,
     channel: Any = None,
+    grace: GracePeriod | None = None,
 ) -> RequestIdMiddleware:
     """The edge in front of the gRPC core at `core_target` (`host:port`), or of `channel`
     when given: an object with `grpc.aio.Channel`'s `unary_unary`, `unary_stream` and
-    `close`, such as the core's in-process channel."""
+    `close`, such as the core's in-process channel. Its streams end when `grace` ends (see
+    `EdgeServer`)."""
     routes = load_routes()
     core = CoreClient(core_target, routes, channel)
+    grace = grace or GracePeriod()
     transcoder = Transcoder(
-        RouteTable(routes), core, max_body_bytes=max_body_bytes, ping_interval=ping_interval
+        RouteTable(routes),
+        core,
+        max_body_bytes=max_body_bytes,
+        ping_interval=ping_interval,
+        grace=grace,
     )
-    chat = ChatCompletions(core, max_body_bytes=max_body_bytes, ping_interval=ping_interval)
+    chat = ChatCompletions(
+        core, max_body_bytes=max_body_bytes, ping_interval=ping_interval, grace=grace
+    )
     openapi = _OpenAPIDocument(encode_json(build_openapi(routes, _version())))
 
     @contextlib.asynccontextmanager
@@ -82,11 +93,15 @@ def run(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS,
 ) -> None:
     """Serve the edge on `http_addr` (`host:port`) until interrupted."""
     host, _, port = http_addr.rpartition(":")
+    grace = GracePeriod()
     EdgeServer(
-        create_app(core_target, max_body_bytes=max_body_bytes),
+        create_app(core_target, max_body_bytes=max_body_bytes, grace=grace),
+        grace,
+        shutdown_grace_seconds=shutdown_grace_seconds,
         max_header_bytes=max_header_bytes,
         host=host.strip("[]") or "127.0.0.1",
         port=int(port),

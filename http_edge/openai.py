@@ -30,7 +30,10 @@ from http_edge.streaming import (
     SSE_PING,
     STREAM_HEADERS,
     DisconnectWatcher,
+    GracePeriod,
     MessageStream,
+    ShuttingDown,
+    shutting_down,
     sse_event,
     unary_response,
 )
@@ -126,10 +129,18 @@ def render_chunk(
 class ChatCompletions:
     """`POST /v1/chat/completions`: JSON, or SSE when the body says `"stream": true`."""
 
-    def __init__(self, core: CoreClient, *, max_body_bytes: int, ping_interval: float) -> None:
+    def __init__(
+        self,
+        core: CoreClient,
+        *,
+        max_body_bytes: int,
+        ping_interval: float,
+        grace: GracePeriod | None = None,
+    ) -> None:
         self._core = core
         self._max_body_bytes = max_body_bytes
         self._ping_interval = ping_interval
+        self._grace = grace or GracePeriod()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -183,7 +194,7 @@ class ChatCompletions:
     ) -> None:
         call = self._core.streaming(STREAM_RPC)(request, metadata=metadata)
         watcher = DisconnectWatcher(receive, call)
-        stream = MessageStream(call, self._ping_interval)
+        stream = MessageStream(call, self._ping_interval, self._grace)
         started = False
         id_, created = "", 0
         try:
@@ -207,6 +218,15 @@ class ChatCompletions:
                 await send_error(scope, send, error)
                 return
             chunk = sse_event(encode_json(openai_body(error)))
+            await send({"type": "http.response.body", "body": chunk, "more_body": False})
+            return
+        except ShuttingDown:
+            error = shutting_down()
+            if not started:
+                await send_error(scope, send, error)
+                return
+            # The reply did not fail, the server stopped it: the stream still ends with [DONE].
+            chunk = sse_event(encode_json(openai_body(error))) + _DONE
             await send({"type": "http.response.body", "body": chunk, "more_body": False})
             return
         except asyncio.CancelledError:

@@ -1,23 +1,41 @@
-"""The edge's uvicorn server, with request heads bounded in size."""
+"""The edge's uvicorn server: request heads bounded in size, and a shutdown that gives open
+streams a grace period and then ends each of them with an error instead of cutting it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
+import socket
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 
 from http_edge.protocol import bounded_head_protocol
+from http_edge.streaming import GracePeriod
+
+# After the grace period, the time streams get to write their last event before uvicorn
+# cancels whatever still runs.
+_LAST_WRITE_SECONDS = 1.0
 
 
 class EdgeServer(uvicorn.Server):
-    """Serves `app` with uvicorn and the httptools protocol, refusing request heads over
-    `max_header_bytes`. With `handle_signals` off, the caller owns SIGTERM and SIGINT and sets
-    `should_exit`."""
+    """Serves `app` (built with the same `grace`) with uvicorn and the httptools protocol.
+
+    On shutdown it stops accepting connections, lets requests run for `shutdown_grace_seconds`,
+    then ends `grace`, so that each open stream closes with a `server is shutting down` error.
+    With `handle_signals` off, the caller owns SIGTERM and SIGINT and sets `should_exit`."""
 
     def __init__(
-        self, app: Any, *, max_header_bytes: int, handle_signals: bool = True, **options: Any
+        self,
+        app: Any,
+        grace: GracePeriod,
+        *,
+        shutdown_grace_seconds: float,
+        max_header_bytes: int,
+        handle_signals: bool = True,
+        **options: Any,
     ) -> None:
         super().__init__(
             uvicorn.Config(
@@ -26,9 +44,12 @@ class EdgeServer(uvicorn.Server):
                 log_level="warning",
                 access_log=False,
                 lifespan="on",
+                timeout_graceful_shutdown=math.ceil(shutdown_grace_seconds + _LAST_WRITE_SECONDS),
                 **options,
             )
         )
+        self._grace = grace
+        self._grace_seconds = shutdown_grace_seconds
         self._handle_signals = handle_signals
 
     @contextlib.contextmanager
@@ -38,3 +59,10 @@ class EdgeServer(uvicorn.Server):
                 yield
         else:
             yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        end = asyncio.get_running_loop().call_later(self._grace_seconds, self._grace.end)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            end.cancel()

@@ -1,7 +1,9 @@
 """Server-streaming responses: reading the call with keep-alive pings, and disconnect watching.
 
 Framing follows grpc-gateway for NDJSON (`{"result": …}` / `{"error": …}` per line) and SSE for
-clients that ask for `text/event-stream`; each message is written as soon as it arrives.
+clients that ask for `text/event-stream`; each message is written as soon as it arrives. When the
+server's shutdown grace period ends, a stream still open stops reading its call, which cancels
+it, and ends with a `server is shutting down` error.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from http_edge.errors import ApiError, edge_error
 from http_edge.types import Receive
 
 PING = object()
@@ -31,18 +34,70 @@ def sse_event(data: bytes) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
-class MessageStream:
-    """Reads a server-streaming call; `next()` answers a message, `PING` after silence, or None."""
+class ShuttingDown(Exception):
+    """The server's shutdown grace period ended while the stream was open."""
 
-    def __init__(self, call: grpc.aio.UnaryStreamCall, ping_interval: float) -> None:
+
+def shutting_down() -> ApiError:
+    """The error a stream still open at the end of the shutdown grace period ends with."""
+    return edge_error(
+        grpc.StatusCode.UNAVAILABLE, 503, "SERVER_SHUTTING_DOWN", "server is shutting down"
+    )
+
+
+class GracePeriod:
+    """The time open streams are given once the server begins to shut down; `end()` makes each
+    of them raise `ShuttingDown` from `MessageStream.next`."""
+
+    def __init__(self) -> None:
+        self.ended = False
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def end(self) -> None:
+        self.ended = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    def waiter(self) -> asyncio.Future[None]:
+        """A future done when the period ends; `discard` it when no longer waiting."""
+        waiter = asyncio.get_running_loop().create_future()
+        if self.ended:
+            waiter.set_result(None)
+        else:
+            self._waiters.add(waiter)
+        return waiter
+
+    def discard(self, waiter: asyncio.Future[None]) -> None:
+        self._waiters.discard(waiter)
+
+
+class MessageStream:
+    """Reads a server-streaming call; `next()` answers a message, `PING` after silence, or None,
+    and raises `ShuttingDown` once `grace` has ended."""
+
+    def __init__(
+        self, call: grpc.aio.UnaryStreamCall, ping_interval: float, grace: GracePeriod
+    ) -> None:
         self._call = call
         self._ping_interval = ping_interval
         self._pending: asyncio.Future[Any] | None = None
+        self._grace = grace
+        # One future per stream rather than one shared by all: each wait adds and removes a
+        # callback, which costs the length of the future's callback list.
+        self._grace_over = grace.waiter()
 
     async def next(self) -> Any:
         if self._pending is None:
             self._pending = asyncio.ensure_future(self._call.read())
-        done, _ = await asyncio.wait((self._pending,), timeout=self._ping_interval)
+        done, _ = await asyncio.wait(
+            (self._pending, self._grace_over),
+            timeout=self._ping_interval,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if self._grace_over.done():
+            raise ShuttingDown
         if not done:
             return PING
         pending, self._pending = self._pending, None
@@ -51,6 +106,7 @@ class MessageStream:
 
     def close(self) -> None:
         """Cancel the call and any read in flight."""
+        self._grace.discard(self._grace_over)
         self._call.cancel()
         if self._pending is not None:
             self._pending.cancel()

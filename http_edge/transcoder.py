@@ -21,7 +21,10 @@ from http_edge.streaming import (
     SSE_PING,
     STREAM_HEADERS,
     DisconnectWatcher,
+    GracePeriod,
     MessageStream,
+    ShuttingDown,
+    shutting_down,
     sse_event,
     unary_response,
     wants_sse,
@@ -45,12 +48,19 @@ class Transcoder:
     """Matches a request to its route, calls the RPC and writes the answer."""
 
     def __init__(
-        self, table: RouteTable, core: CoreClient, *, max_body_bytes: int, ping_interval: float
+        self,
+        table: RouteTable,
+        core: CoreClient,
+        *,
+        max_body_bytes: int,
+        ping_interval: float,
+        grace: GracePeriod | None = None,
     ) -> None:
         self._table = table
         self._core = core
         self._max_body_bytes = max_body_bytes
         self._ping_interval = ping_interval
+        self._grace = grace or GracePeriod()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         matched = self._table.match(scope["method"], scope["path"])
@@ -110,7 +120,7 @@ class Transcoder:
     ) -> None:
         call = self._core.streaming(route.rpc_path)(request, metadata=metadata)
         watcher = DisconnectWatcher(receive, call)
-        stream = MessageStream(call, self._ping_interval)
+        stream = MessageStream(call, self._ping_interval, self._grace)
         sse = wants_sse(headers)
         started = False
         try:
@@ -133,8 +143,8 @@ class Transcoder:
                     chunk = sse_event(line) if sse else line + b"\n"
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 item = await stream.next()
-        except grpc.aio.AioRpcError as exc:
-            error = from_rpc_error(exc)
+        except (grpc.aio.AioRpcError, ShuttingDown) as exc:
+            error = shutting_down() if isinstance(exc, ShuttingDown) else from_rpc_error(exc)
             if not started:
                 await send_error(scope, send, error)
                 return

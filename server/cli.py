@@ -61,6 +61,15 @@ MaxHeader = Annotated[
         help="Largest HTTP request line and headers together (431 above).",
     ),
 ]
+ShutdownGrace = Annotated[
+    float,
+    typer.Option(
+        "--shutdown-grace-seconds",
+        envvar="SWITCHBOARD_SHUTDOWN_GRACE_SECONDS",
+        min=0,
+        help="After SIGTERM, how long calls and streams may finish before they are ended.",
+    ),
+]
 
 
 def _with_repository(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
@@ -134,7 +143,8 @@ def _supervise(config: WorkerConfig, workers: int) -> int:
     failed = not stopping
     stop(signal.SIGTERM, None)
     for process in processes:
-        process.join(timeout=15)
+        # Workers drain for the grace period, then store the turns they cancelled.
+        process.join(timeout=config.shutdown_grace_seconds + 15)
     return 1 if failed else 0
 
 
@@ -145,6 +155,7 @@ def serve(
     database_url: DatabaseUrl = defaults.DEFAULT_DATABASE_URL,
     max_body_bytes: MaxBody = defaults.DEFAULT_MAX_BODY_BYTES,
     max_header_bytes: MaxHeader = defaults.DEFAULT_MAX_HEADER_BYTES,
+    shutdown_grace_seconds: ShutdownGrace = defaults.DEFAULT_SHUTDOWN_GRACE_SECONDS,
     workers: Annotated[
         int,
         typer.Option(
@@ -167,6 +178,7 @@ def serve(
         http_addr=None if grpc_only else http_addr,
         max_body_bytes=max_body_bytes,
         max_header_bytes=max_header_bytes,
+        shutdown_grace_seconds=shutdown_grace_seconds,
         reuse_port=workers > 1,
     )
     # One worker binds its ports alone; several share them, and so must claim them first.
@@ -212,11 +224,18 @@ def edge(
     http_addr: HttpAddr = defaults.DEFAULT_HTTP_ADDR,
     max_body_bytes: MaxBody = defaults.DEFAULT_MAX_BODY_BYTES,
     max_header_bytes: MaxHeader = defaults.DEFAULT_MAX_HEADER_BYTES,
+    shutdown_grace_seconds: ShutdownGrace = defaults.DEFAULT_SHUTDOWN_GRACE_SECONDS,
 ) -> None:
     """Serve the HTTP edge alone, forwarding to a running core."""
     from http_edge.app import run
 
-    run(core, http_addr, max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes)
+    run(
+        core,
+        http_addr,
+        max_body_bytes=max_body_bytes,
+        max_header_bytes=max_header_bytes,
+        shutdown_grace_seconds=shutdown_grace_seconds,
+    )
 
 
 @keys_app.command("create")

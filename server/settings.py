@@ -9,3 +9,5 @@ DEFAULT_MAX_BODY_BYTES = 1_048_576
 DEFAULT_WORKERS = 1
 # The request line and headers together (431 above); a few KB is usual, cookies and tokens included.
 DEFAULT_MAX_HEADER_BYTES = 65_536
+# How long in-flight calls and streams may run after SIGTERM before they are ended.
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0

@@ -2,12 +2,18 @@
 the same event loop, calling the servicers through the in-process channel (no second hop).
 
 `switchboard serve` runs one of these, or several sharing the ports (SO_REUSEPORT) and the
-database, so that every core of the machine serves requests."""
+database, so that every core of the machine serves requests.
+
+On SIGTERM or SIGINT both servers stop accepting and give in-flight calls and streams the
+shutdown grace period; then the gRPC server cancels its calls (clients get UNAVAILABLE) and the
+edge ends its open streams with an error event. The turns so cancelled store their partial
+replies before the database is closed."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import signal
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +28,11 @@ from server.store.repository import Generation, Repository
 if TYPE_CHECKING:
     from http_edge.server import EdgeServer
 
+log = logging.getLogger("switchboard")
+
+# The time turns cancelled at the end of the grace period get to store their partial replies.
+_TURN_WRITE_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -31,6 +42,7 @@ class WorkerConfig:
     http_addr: str | None
     max_body_bytes: int
     max_header_bytes: int
+    shutdown_grace_seconds: float
     reuse_port: bool
 
 
@@ -58,16 +70,22 @@ async def _serve(config: WorkerConfig, generation: Generation) -> None:
     if listener is not None:
         from http_edge.app import create_app
         from http_edge.server import EdgeServer
+        from http_edge.streaming import GracePeriod
 
+        grace = GracePeriod()
         app = create_app(
-            config.grpc_addr, max_body_bytes=config.max_body_bytes, channel=core.local_channel()
+            config.grpc_addr,
+            max_body_bytes=config.max_body_bytes,
+            channel=core.local_channel(),
+            grace=grace,
         )
         # The worker owns the signals: it stops the edge and the gRPC server together.
         http = EdgeServer(
             app,
+            grace,
+            shutdown_grace_seconds=config.shutdown_grace_seconds,
             max_header_bytes=config.max_header_bytes,
             handle_signals=False,
-            timeout_graceful_shutdown=10,
         )
         edge = asyncio.create_task(http.serve(sockets=[listener]))
         edge.add_done_callback(lambda _: stop.set())
@@ -75,9 +93,23 @@ async def _serve(config: WorkerConfig, generation: Generation) -> None:
     gc.collect()
     gc.freeze()
     await stop.wait()
-    if http is not None and edge is not None:
+    if http is not None:
         http.should_exit = True
-        await edge
-    # Drain in-flight calls, streams included, before exiting.
-    await grpc_server.stop(grace=10)
+    # Both drain in-flight calls and streams over the same grace period, then end them.
+    await asyncio.gather(
+        *([edge] if edge is not None else []),
+        grpc_server.stop(grace=config.shutdown_grace_seconds),
+    )
+    await _let_cancelled_turns_finish()
     await repository.close()
+
+
+async def _let_cancelled_turns_finish() -> None:
+    """Waits for the tasks still running: turns cancelled at the end of the grace period store
+    their partial replies in tasks of their own, which the servers do not wait for."""
+    running = asyncio.all_tasks() - {asyncio.current_task()}
+    if not running:
+        return
+    _, pending = await asyncio.wait(running, timeout=_TURN_WRITE_SECONDS)
+    if pending:
+        log.warning("%d task(s) still running at exit", len(pending))
