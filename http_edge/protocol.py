@@ -84,6 +84,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def _refuse(self) -> None:
         self._refused = True
         self._in_head = False
+        if self.transport.is_closing():
+            return
         if self.cycle is not None and not self.cycle.response_complete:
             # A response is still being written on this connection: a 431 would land inside it.
             self.transport.close()
