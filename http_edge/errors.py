@@ -118,6 +118,12 @@ def clip(text: str, limit: int = MAX_ECHO) -> str:
     return _SURROGATE.sub("\ufffd", text)
 
 
+def unsupported(field: str, message: str) -> ApiError:
+    """A 400 for a request parameter that cannot be honoured (OpenAI code
+    `unsupported_parameter`, `param` naming it)."""
+    return invalid_argument(field, message, reason="UNSUPPORTED_PARAMETER")
+
+
 def missing_api_key(headers: Mapping[bytes, bytes]) -> ApiError | None:
     """The 401 of a request whose `Authorization` header is absent or not `Bearer <token>`.
 

@@ -8,6 +8,7 @@ CompletionService messages. `/v1/models` needs no such care and goes through the
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import grpc
@@ -20,6 +21,7 @@ from http_edge.errors import (
     invalid_argument,
     missing_api_key,
     openai_body,
+    unsupported,
 )
 from http_edge.marshal import check_text, decode_json, encode_json
 from http_edge.requests import ClientDisconnected, headers_of, read_body
@@ -38,12 +40,33 @@ from http_edge.streaming import (
     unary_response,
 )
 from http_edge.transcoder import method_not_allowed
-from http_edge.types import Receive, Scope, Send
+from http_edge.types import Message, Receive, Scope, Send
 
 CREATE_RPC = "/switchboard.v1.CompletionService/CreateChatCompletion"
 STREAM_RPC = "/switchboard.v1.CompletionService/StreamChatCompletion"
 CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+# The request fields this surface reads; every other top-level field is ignored, and named in
+# the `x-ignored-params` response header. The published agent governs sampling, tools and
+# instructions (the Flowyte rule).
+READ_FIELDS = frozenset(
+    {
+        "model",
+        "agent_id",
+        "messages",
+        "stream",
+        "stream_options",
+        "user",
+        "session_id",
+        "response_format",
+        "n",
+        "tool_choice",
+    }
+)
+IGNORED_PARAMS_HEADER = b"x-ignored-params"
+_PARAM = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_MAX_IGNORED_NAMES = 32
+_RESPONSE_FORMATS = ("text", "json_object", "json_schema")
 _DONE = sse_event(b"[DONE]")
 
 
@@ -74,7 +97,75 @@ def parse_chat_request(document: Any) -> completion_pb2.CreateChatCompletionRequ
     if options:
         include_usage = _optional(options, "include_usage", bool, "a boolean", "stream_options.")
         request.stream_options.include_usage = bool(include_usage)
+    _refuse_what_cannot_be_honoured(document)
+    response_format = _optional(document, "response_format", dict, "an object")
+    if response_format is not None:
+        request.response_format.CopyFrom(_parse_response_format(response_format))
     return request
+
+
+def ignored_params(document: Any) -> list[str]:
+    """The top-level request fields this surface does not read, sorted; names that are not
+    plain identifiers are left out of the header (it must stay short, printable ASCII)."""
+    if not isinstance(document, dict):
+        return []
+    names = sorted(key for key in document if key not in READ_FIELDS and _PARAM.fullmatch(key))
+    return names[:_MAX_IGNORED_NAMES]
+
+
+def _naming_ignored(send: Send, ignored: list[str]) -> Send:
+    """`send` adding the `x-ignored-params` header to the response, when fields were ignored."""
+    if not ignored:
+        return send
+    header = (IGNORED_PARAMS_HEADER, ", ".join(ignored).encode())
+
+    async def send_naming(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), header]
+        await send(message)
+
+    return send_naming
+
+
+def _refuse_what_cannot_be_honoured(document: dict[str, Any]) -> None:
+    """Fields a client depends on that no agent can honour answer 400 instead of being
+    ignored: several choices, and forcing a tool call (the agent's tools run server-side)."""
+    n = document.get("n")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+        raise invalid_argument("n", "`n` must be an integer")
+    if n is not None and n != 1:
+        raise unsupported("n", "only one choice is generated per request; send `n: 1`")
+    choice = document.get("tool_choice")
+    if choice is None or choice in ("auto", "none"):
+        return
+    if choice == "required" or isinstance(choice, dict):
+        raise unsupported(
+            "tool_choice",
+            "the agent's tools run on the server, so a request cannot force a tool call; "
+            'send `tool_choice: "auto"` or leave it out',
+        )
+    raise invalid_argument(
+        "tool_choice", '`tool_choice` must be "auto", "none", "required" or an object'
+    )
+
+
+def _parse_response_format(document: dict[str, Any]) -> completion_pb2.ResponseFormat:
+    kind = document.get("type")
+    if kind not in _RESPONSE_FORMATS:
+        raise invalid_argument(
+            "response_format.type",
+            f"`response_format.type` must be one of {', '.join(_RESPONSE_FORMATS)}",
+        )
+    parsed = completion_pb2.ResponseFormat(type=kind)
+    if kind == "json_schema":
+        schema = document.get("json_schema")
+        if not isinstance(schema, dict) or not isinstance(schema.get("schema", {}), dict):
+            raise invalid_argument(
+                "response_format.json_schema",
+                "`response_format.json_schema` must be an object with a `schema` JSON Schema",
+            )
+        parsed.json_schema_json = encode_json(schema).decode()
+    return parsed
 
 
 def render_completion(completion: completion_pb2.ChatCompletion) -> dict[str, Any]:
@@ -153,7 +244,9 @@ class ChatCompletions:
             return
         try:
             body = await read_body(receive, headers, self._max_body_bytes)
-            request = parse_chat_request(decode_json(body))
+            document = decode_json(body)
+            send = _naming_ignored(send, ignored_params(document))
+            request = parse_chat_request(document)
         except ApiError as error:
             await send_error(scope, send, error)
             return

@@ -14,6 +14,7 @@ import typer
 
 from server import settings as defaults
 from server.auth import ALL_SCOPES
+from server.chat import TurnSettings
 from server.demo import DEFAULT_WORKSPACE_ID, ensure_demo
 from server.ports import PortInUse, claimed
 from server.store.database import create_engine, migrate
@@ -59,6 +60,25 @@ MaxHeader = Annotated[
         envvar="SWITCHBOARD_MAX_HEADER_BYTES",
         min=1024,
         help="Largest HTTP request line and headers together (431 above).",
+    ),
+]
+ContextTokens = Annotated[
+    int,
+    typer.Option(
+        "--context-tokens",
+        envvar="SWITCHBOARD_CONTEXT_TOKENS",
+        min=256,
+        help="Estimated tokens of session history sent to a language model per turn.",
+    ),
+]
+MaxToolSteps = Annotated[
+    int,
+    typer.Option(
+        "--max-tool-steps",
+        envvar="SWITCHBOARD_MAX_TOOL_STEPS",
+        min=1,
+        max=50,
+        help="Model steps per turn when the agent has tools; the last is offered none.",
     ),
 ]
 ShutdownGrace = Annotated[
@@ -156,6 +176,8 @@ def serve(
     max_body_bytes: MaxBody = defaults.DEFAULT_MAX_BODY_BYTES,
     max_header_bytes: MaxHeader = defaults.DEFAULT_MAX_HEADER_BYTES,
     shutdown_grace_seconds: ShutdownGrace = defaults.DEFAULT_SHUTDOWN_GRACE_SECONDS,
+    context_tokens: ContextTokens = defaults.DEFAULT_CONTEXT_TOKENS,
+    max_tool_steps: MaxToolSteps = defaults.DEFAULT_MAX_TOOL_STEPS,
     workers: Annotated[
         int,
         typer.Option(
@@ -180,6 +202,7 @@ def serve(
         max_header_bytes=max_header_bytes,
         shutdown_grace_seconds=shutdown_grace_seconds,
         reuse_port=workers > 1,
+        turns=TurnSettings(context_tokens=context_tokens, max_tool_steps=max_tool_steps),
     )
     # One worker binds its ports alone; several share them, and so must claim them first.
     addresses = [a for a in (config.http_addr, grpc_addr) if a] if workers > 1 else []

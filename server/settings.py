@@ -11,3 +11,7 @@ DEFAULT_WORKERS = 1
 DEFAULT_MAX_HEADER_BYTES = 65_536
 # How long in-flight calls and streams may run after SIGTERM before they are ended.
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
+# The history sent to a language model fits this many (estimated) tokens.
+DEFAULT_CONTEXT_TOKENS = 8192
+# Model steps per turn when the agent has tools; the last step is offered none.
+DEFAULT_MAX_TOOL_STEPS = 5

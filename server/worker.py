@@ -15,12 +15,13 @@ import asyncio
 import gc
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import uvloop
 
 from server.app import Core
+from server.chat import TurnSettings
 from server.ports import listen
 from server.store.database import create_engine
 from server.store.repository import Generation, Repository
@@ -44,6 +45,7 @@ class WorkerConfig:
     max_header_bytes: int
     shutdown_grace_seconds: float
     reuse_port: bool
+    turns: TurnSettings = field(default_factory=TurnSettings)
 
 
 def run_worker(config: WorkerConfig, shared_generation: Any = None) -> None:
@@ -58,7 +60,7 @@ async def _serve(config: WorkerConfig, generation: Generation) -> None:
     # The HTTP port first: a taken port fails the start before anything else runs.
     listener = listen(config.http_addr, config.reuse_port) if config.http_addr else None
     repository = Repository(create_engine(config.database_url), generation)
-    core = Core(repository)
+    core = Core(repository, config.turns)
     await core.start()
     grpc_server = await core.serve_grpc(config.grpc_addr, reuse_port=config.reuse_port)
     stop = asyncio.Event()
@@ -101,7 +103,7 @@ async def _serve(config: WorkerConfig, generation: Generation) -> None:
         grpc_server.stop(grace=config.shutdown_grace_seconds),
     )
     await _let_cancelled_turns_finish()
-    await repository.close()
+    await core.close()
 
 
 async def _let_cancelled_turns_finish() -> None:

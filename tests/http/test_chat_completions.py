@@ -125,12 +125,13 @@ def test_text_parts_alias_and_unknown_fields_are_accepted(http: httpx.Client) ->
         "temperature": 1.7,
         "max_tokens": 3,
         "tools": [{"type": "function", "function": {"name": "f"}}],
-        "response_format": {"type": "json_object"},
     }
     response = http.post("/v1/chat/completions", json=request)
 
     assert response.status_code == 200, response.text
     assert "Canada" in response.json()["choices"][0]["message"]["content"]
+    # The agent governs sampling and tools; what was ignored is said, not hidden.
+    assert response.headers["x-ignored-params"] == "max_tokens, temperature, tools"
 
 
 def test_session_id_continues_the_conversation(http: httpx.Client) -> None:

@@ -42,7 +42,9 @@ def runtime_server(
     os.environ["SWITCHBOARD_TEST_UPSTREAM_KEY"] = UPSTREAM_KEY
     os.environ["SWITCHBOARD_TEST_HOOK_SECRET"] = HOOK_SECRET
     try:
-        with server_factory() as running:
+        with server_factory(
+            extra_args=("--max-tool-steps", "4", "--context-tokens", "1000")
+        ) as running:
             yield running
     finally:
         del os.environ["SWITCHBOARD_TEST_UPSTREAM_KEY"]

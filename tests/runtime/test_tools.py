@@ -190,15 +190,17 @@ def test_the_step_limit_forces_an_answer(
 ):
     slug, model = upstream_agent(tools=[_tool(tool_receiver, "lookup_order", "/orders")])
     call = {"id": "again", "name": "lookup_order", "arguments": "{}"}
-    upstream.script(model, *[Reply(chunks=[], tool_calls=[call]) for _ in range(4)])
+    upstream.script(model, *[Reply(chunks=[], tool_calls=[call]) for _ in range(3)])
     upstream.script(model, Reply(chunks=["Giving up on tools."]))
     session = client.post("/v1/sessions", json={"agent": f"agents/{slug}"}).json()["id"]
     sent = client.post(f"/v1/sessions/{session}/messages", json={"content": "Loop?"})
     assert sent.json()["reply"]["content"] == "Giving up on tools."
-    requests = upstream.received[model][-5:]
-    assert all("tools" in r.body for r in requests[:4])
-    # The fifth and last step is offered no tools, so the model must answer.
-    assert "tools" not in requests[4].body
+    # The server runs with `--max-tool-steps 4`: the fourth and last step is offered no tools,
+    # so the model must answer.
+    requests = upstream.received[model]
+    assert len(requests) == 4
+    assert all("tools" in r.body for r in requests[:3])
+    assert "tools" not in requests[3].body
 
 
 def _events_ndjson(response: httpx.Response) -> list[dict[str, object]]:

@@ -123,6 +123,20 @@ def test_history_is_sent_newest_turns_first_within_the_budget(
     ]
 
 
+def test_history_fits_the_context_budget(client: httpx.Client, upstream: Upstream, upstream_agent):
+    # The server runs with `--context-tokens 1000`; each of these turns costs about 600.
+    slug, model = upstream_agent()
+    session = client.post("/v1/sessions", json={"agent": f"agents/{slug}"}).json()["id"]
+    for turn in range(3):
+        upstream.script(model, Reply(chunks=[f"answer {turn} " + "a" * 890]))
+        question = f"question {turn} " + "q" * 890
+        assert client.post(f"/v1/sessions/{session}/messages", json={"content": question})
+    upstream.script(model, Reply(chunks=["last"]))
+    client.post(f"/v1/sessions/{session}/messages", json={"content": "And now?"})
+    sent = upstream.received[model][-1].body["messages"]
+    assert [m["content"][:10] for m in sent[1:]] == ["question 2", "answer 2 a", "And now?"]
+
+
 def test_an_upstream_that_does_not_stream_still_answers(
     runtime_server, upstream: Upstream, upstream_agent
 ):
