@@ -66,6 +66,7 @@ ACCESS_BY_METHOD: dict[str, Access] = {
     "/switchboard.v1.AgentService/PublishAgent": _AGENTS_WRITE,
     "/switchboard.v1.AgentService/ListAgentVersions": _AGENTS_READ,
     "/switchboard.v1.AgentService/CreateKnowledgeDocument": _AGENTS_WRITE,
+    "/switchboard.v1.AgentService/BatchCreateKnowledgeDocuments": _AGENTS_WRITE,
     "/switchboard.v1.AgentService/ListKnowledgeDocuments": _AGENTS_READ,
     "/switchboard.v1.AgentService/DeleteKnowledgeDocument": _AGENTS_WRITE,
     "/switchboard.v1.SessionService/CreateSession": _CHAT,

@@ -107,6 +107,8 @@ def document_to_proto(row: tables.KnowledgeDocument) -> agent_pb2.KnowledgeDocum
         mime_type=row.mime_type,
         passage_count=row.passage_count,
         create_time=timestamp(row.created_at),
+        source=row.source,
+        content_hash=row.content_hash,
     )
 
 

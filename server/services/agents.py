@@ -12,9 +12,35 @@ from server.auth import current_principal
 from server.errors import InvalidArgument, clip
 from server.knowledge import split_passages
 from server.paging import PageTokens
-from server.store.repository import Repository
+from server.store.repository import NewDocument, Repository
 
 _MUTABLE_FIELDS = {"slug", *resources.CONFIG_FIELDS}
+_MAX_BATCH = 1000
+_OUTCOMES = {
+    "added": agent_service_pb2.KNOWLEDGE_DOCUMENT_OUTCOME_ADDED,
+    "replaced": agent_service_pb2.KNOWLEDGE_DOCUMENT_OUTCOME_REPLACED,
+    "unchanged": agent_service_pb2.KNOWLEDGE_DOCUMENT_OUTCOME_UNCHANGED,
+}
+_MIME_TYPES = ("text/markdown", "text/plain")
+# Sources are unique per agent through an index, whose keys must stay small.
+_MAX_SOURCE_CHARS = 512
+
+
+def _new_document(document: agent_pb2.KnowledgeDocument, field: str) -> NewDocument:
+    if not document.content.strip():
+        raise InvalidArgument(f"{field}.content", "must not be empty")
+    mime_type = document.mime_type or "text/markdown"
+    if mime_type not in _MIME_TYPES:
+        raise InvalidArgument(f"{field}.mime_type", "must be text/markdown or text/plain")
+    if len(document.source) > _MAX_SOURCE_CHARS:
+        raise InvalidArgument(f"{field}.source", f"must be at most {_MAX_SOURCE_CHARS} characters")
+    return NewDocument(
+        title=document.title,
+        content=document.content,
+        mime_type=mime_type,
+        passages=split_passages(document.content),
+        source=document.source,
+    )
 
 
 def _populated_paths(agent: agent_pb2.Agent) -> list[str]:
@@ -133,21 +159,41 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> agent_pb2.KnowledgeDocument:
         agent = resources.parse_name(request.parent, "agents", "parent")
-        document = request.document
-        if not document.content.strip():
-            raise InvalidArgument("document.content", "must not be empty")
-        mime_type = document.mime_type or "text/markdown"
-        if mime_type not in ("text/markdown", "text/plain"):
-            raise InvalidArgument("document.mime_type", "must be text/markdown or text/plain")
-        row = await self._repository.add_document(
-            current_principal().workspace_id,
-            agent,
-            title=document.title,
-            content=document.content,
-            mime_type=mime_type,
-            passages=split_passages(document.content),
+        new = _new_document(request.document, "document")
+        [(row, _)] = await self._repository.add_documents(
+            current_principal().workspace_id, agent, [new]
         )
         return resources.document_to_proto(row)
+
+    async def BatchCreateKnowledgeDocuments(
+        self,
+        request: agent_service_pb2.BatchCreateKnowledgeDocumentsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> agent_service_pb2.BatchCreateKnowledgeDocumentsResponse:
+        agent = resources.parse_name(request.parent, "agents", "parent")
+        if not request.requests:
+            raise InvalidArgument("requests", "must hold at least one document")
+        if len(request.requests) > _MAX_BATCH:
+            raise InvalidArgument("requests", f"must hold at most {_MAX_BATCH} documents")
+        documents = []
+        sources: set[str] = set()
+        for i, item in enumerate(request.requests):
+            if item.parent and item.parent != request.parent:
+                raise InvalidArgument(f"requests[{i}].parent", "must be empty or equal `parent`")
+            new = _new_document(item.document, f"requests[{i}].document")
+            if new.source and new.source in sources:
+                raise InvalidArgument(
+                    f"requests[{i}].document.source", "names a document of the batch twice"
+                )
+            sources.add(new.source)
+            documents.append(new)
+        added = await self._repository.add_documents(
+            current_principal().workspace_id, agent, documents
+        )
+        return agent_service_pb2.BatchCreateKnowledgeDocumentsResponse(
+            documents=[resources.document_to_proto(row) for row, _ in added],
+            outcomes=[_OUTCOMES[outcome] for _, outcome in added],
+        )
 
     async def ListKnowledgeDocuments(
         self,

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, text, update
+from sqlalchemy import delete, func, insert, update
 from sqlalchemy import select as select_columns
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -28,12 +27,15 @@ from server.errors import (
     AgentNotFound,
     AgentNotPublished,
     AlreadyExists,
+    Conflict,
     NotFound,
     SessionNotFound,
     clip,
 )
+from server.knowledge import content_hash
 from server.store.batching import TurnWrite, WriteBatcher
 from server.store.database import is_sqlite
+from server.store.search import PassageIndex, ScoredPassage
 from server.store.tables import (
     Agent,
     AgentVersion,
@@ -41,7 +43,6 @@ from server.store.tables import (
     IdempotencyKey,
     KnowledgeDocument,
     Message,
-    Passage,
     ServerSecret,
     Session,
     UsageRecord,
@@ -60,14 +61,14 @@ CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
-class ScoredPassage:
-    """A knowledge passage ranked against a question; `score` is normalised to 0..1."""
+class NewDocument:
+    """A document to add: its `(heading, text)` passages, and where it came from."""
 
-    document_id: str
     title: str
-    position: int
-    text: str
-    score: float
+    content: str
+    mime_type: str
+    passages: list[tuple[str, str]]
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,46 +160,6 @@ class _TimedCache:
         return value
 
 
-def _rank_bm25(rows: Sequence[Any]) -> list[ScoredPassage]:
-    """BM25 with binary term frequency over `(term, passage id, document id, title,
-    position, text, passage count, average length)` match rows of one agent."""
-    k1, b = 1.2, 0.75
-    matches: dict[int, list[Any]] = {}
-    frequency: dict[str, int] = {}
-    for row in rows:
-        matches.setdefault(row[1], []).append(row)
-        frequency[row[0]] = frequency.get(row[0], 0) + 1
-    if not matches:
-        return []
-    count, average_length = rows[0][6], float(rows[0][7] or 1)
-    scored = []
-    for passage_id, found in matches.items():
-        _, _, document_id, title, position, body, _, _ = found[0]
-        saturation = (k1 + 1) / (1 + k1 * (1 - b + b * len(body) / average_length))
-        score = (
-            sum(
-                math.log(1 + (count - frequency[row[0]] + 0.5) / (frequency[row[0]] + 0.5))
-                for row in found
-            )
-            * saturation
-        )
-        scored.append(
-            (
-                -score,
-                passage_id,
-                ScoredPassage(
-                    document_id=document_id,
-                    title=title,
-                    position=position,
-                    text=body,
-                    score=score / (score + 1),
-                ),
-            )
-        )
-    scored.sort(key=lambda entry: (entry[0], entry[1]))
-    return [passage for _, _, passage in scored]
-
-
 class Repository:
     def __init__(self, engine: AsyncEngine, generation: Generation | None = None) -> None:
         self.engine = engine
@@ -214,6 +175,7 @@ class Repository:
         self._keys = _TimedCache(self._generation)
         self._agents = _TimedCache(self._generation)
         self._searches = _TimedCache(self._generation)
+        self._index = PassageIndex(self._sqlite)
 
     def session(self) -> AsyncSession:
         return self._sessions()
@@ -377,7 +339,7 @@ class Repository:
             sessions = select(col(Session.id)).where(col(Session.agent_id) == row.id)
             await db.exec(delete(Message).where(col(Message.session_id).in_(sessions)))
             await db.exec(delete(Session).where(col(Session.agent_id) == row.id))
-            await self._delete_passages(db, col(Passage.agent_id) == row.id)
+            await self._index.drop_agent(await db.connection(), row.id)
             await db.exec(
                 delete(KnowledgeDocument).where(col(KnowledgeDocument.agent_id) == row.id)
             )
@@ -446,35 +408,86 @@ class Repository:
         content: str,
         mime_type: str,
         passages: Sequence[tuple[str, str]],
+        source: str = "",
     ) -> KnowledgeDocument:
         """Stores a document and indexes its `(heading, text)` passages in one transaction."""
+        document = NewDocument(title, content, mime_type, list(passages), source)
+        [(stored, _)] = await self.add_documents(workspace_id, agent, [document])
+        return stored
+
+    async def add_documents(
+        self, workspace_id: str, agent: str, documents: Sequence[NewDocument]
+    ) -> list[tuple[KnowledgeDocument, str]]:
+        """Stores and indexes documents in one transaction, each with what became of it:
+        `added`; `replaced`, when the agent had a document of the same source, whose
+        passages it replaces; or `unchanged`, when that document has the same content (it is
+        returned as it was)."""
         row = await self.get_agent(workspace_id, agent)
-        document = KnowledgeDocument(
-            id=ids.new_id("doc"),
-            agent_id=row.id,
-            title=title,
-            content=content,
-            mime_type=mime_type,
-            passage_count=len(passages),
-        )
+        sources = [d.source for d in documents if d.source]
         async with self._writing() as db:
-            db.add(document)
-            await db.flush()
-            rows = [
-                Passage(document_id=document.id, agent_id=row.id, position=i, heading=h, text=t)
-                for i, (h, t) in enumerate(passages)
-            ]
-            db.add_all(rows)
-            await db.flush()
-            if self._sqlite and rows:
-                connection = await db.connection()
-                await connection.execute(
-                    text("INSERT INTO passage_index(rowid, heading, text) VALUES (:id, :h, :t)"),
-                    [{"id": p.id, "h": p.heading, "t": p.text} for p in rows],
+            connection = await db.connection()
+            existing: dict[str, KnowledgeDocument] = {}
+            if sources:
+                found = await db.exec(
+                    select(KnowledgeDocument).where(
+                        col(KnowledgeDocument.agent_id) == row.id,
+                        col(KnowledgeDocument.source).in_(sources),
+                    )
                 )
-            await db.commit()
-            self._generation.bump()
-        return document
+                existing = {d.source: d for d in found}
+            results: list[tuple[KnowledgeDocument, str]] = []
+            stored: list[KnowledgeDocument] = []
+            replaced: list[str] = []
+            passages: list[dict[str, Any]] = []
+            for new in documents:
+                hashed = content_hash(new.content)
+                old = existing.get(new.source) if new.source else None
+                if old is not None and old.content_hash == hashed:
+                    results.append((old, "unchanged"))
+                    continue
+                if old is not None:
+                    replaced.append(old.id)
+                document = KnowledgeDocument(
+                    id=ids.new_id("doc"),
+                    agent_id=row.id,
+                    title=new.title,
+                    content=new.content,
+                    mime_type=new.mime_type,
+                    passage_count=len(new.passages),
+                    source=new.source,
+                    content_hash=hashed,
+                )
+                stored.append(document)
+                results.append((document, "added" if old is None else "replaced"))
+                passages.extend(
+                    {
+                        "document_id": document.id,
+                        "title": new.title,
+                        "position": position,
+                        "heading": heading,
+                        "text": body,
+                    }
+                    for position, (heading, body) in enumerate(new.passages)
+                )
+            if stored:
+                if replaced:
+                    await self._index.remove(connection, row.id, replaced)
+                    await connection.execute(
+                        delete(KnowledgeDocument).where(col(KnowledgeDocument.id).in_(replaced))
+                    )
+                await connection.execute(
+                    insert(KnowledgeDocument), [d.model_dump() for d in stored]
+                )
+                await self._index.add(connection, row.id, passages)
+                try:
+                    await db.commit()
+                except IntegrityError as exc:
+                    raise Conflict(
+                        "another request added a document of the same source; try again",
+                        reason="DOCUMENT_SOURCE_CONFLICT",
+                    ) from exc
+                self._generation.bump()
+        return results
 
     async def list_documents(
         self, workspace_id: str, agent: str, *, limit: int, after: str | None
@@ -495,67 +508,26 @@ class Repository:
                 raise NotFound(
                     f"document {clip(document_id)!r} does not exist", reason="DOCUMENT_NOT_FOUND"
                 )
-            await self._delete_passages(db, col(Passage.document_id) == document_id)
+            await self._index.remove(await db.connection(), row.id, [document_id])
             await db.delete(document)
             await db.commit()
             self._generation.bump()
 
-    async def _delete_passages(self, db: AsyncSession, condition: Any) -> None:
-        if self._sqlite:
-            doomed = (await db.exec(select(col(Passage.id)).where(condition))).all()
-            if doomed:
-                connection = await db.connection()
-                await connection.execute(
-                    text("DELETE FROM passage_index WHERE rowid = :id"),
-                    [{"id": passage_id} for passage_id in doomed],
-                )
-        await db.exec(delete(Passage).where(condition))
-
     async def search_passages(
         self, agent_id: str, terms: Sequence[str], *, limit: int
     ) -> list[ScoredPassage]:
-        """The agent's passages that match any of the terms, best first.
-
-        The full-text index (SQLite FTS5, PostgreSQL tsvector) finds which passages of this
-        agent contain which terms; they are ranked with BM25 over the agent's own passages
-        only, so other agents' knowledge never shifts a score. Scores are normalised as
-        s / (s + 1)."""
+        """The agent's best `limit` passages for a question's analysed terms (see
+        `server.knowledge.search_terms`), best first; `server.store.search` says how they
+        are ranked inside the index. Scores are BM25 over the agent's own knowledge,
+        normalised as s / (s + 1)."""
         if not terms:
             return []
-        return await self._searches.fetch(
-            (agent_id, tuple(terms), limit), lambda: self._search(agent_id, terms, limit)
-        )
 
-    async def _search(self, agent_id: str, terms: Sequence[str], limit: int) -> list[ScoredPassage]:
-        stats = (
-            "(SELECT count(*) FROM passages WHERE agent_id = :agent), "
-            "(SELECT avg(length(text)) FROM passages WHERE agent_id = :agent)"
-        )
-        params: dict[str, Any] = {"agent": agent_id}
-        if self._sqlite:
-            values = ", ".join(f"(:t{i})" for i in range(len(terms)))
-            params.update({f"t{i}": term for i, term in enumerate(terms)})
-            query = text(
-                f"WITH terms(term) AS (VALUES {values}) "
-                f"SELECT terms.term, p.id, p.document_id, d.title, p.position, p.text, {stats} "
-                "FROM terms "
-                "JOIN passage_index ON passage_index MATCH ('\"' || terms.term || '\"') "
-                "JOIN passages p ON p.id = passage_index.rowid "
-                "JOIN knowledge_documents d ON d.id = p.document_id "
-                "WHERE p.agent_id = :agent LIMIT 5000"
-            )
-        else:
-            params["terms"] = list(terms)
-            query = text(
-                f"SELECT t.term, p.id, p.document_id, d.title, p.position, p.text, {stats} "
-                "FROM unnest(CAST(:terms AS text[])) AS t(term) "
-                "JOIN passages p ON p.search @@ to_tsquery('english', t.term) "
-                "JOIN knowledge_documents d ON d.id = p.document_id "
-                "WHERE p.agent_id = :agent LIMIT 5000"
-            )
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(query, params)).all()
-        return _rank_bm25(rows)[:limit]
+        async def load() -> list[ScoredPassage]:
+            async with self.engine.connect() as connection:
+                return await self._index.search(connection, agent_id, terms, limit)
+
+        return await self._searches.fetch((agent_id, tuple(terms), limit), load)
 
     # Sessions and messages
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -64,6 +64,17 @@ class AgentVersion(SQLModel, table=True):
 
 class KnowledgeDocument(SQLModel, table=True):
     __tablename__ = "knowledge_documents"
+    __table_args__ = (
+        # A source names one document of an agent; adding it again replaces that document.
+        Index(
+            "ux_knowledge_documents_agent_source",
+            "agent_id",
+            "source",
+            unique=True,
+            sqlite_where=text("source <> ''"),
+            postgresql_where=text("source <> ''"),
+        ),
+    )
 
     id: str = Field(primary_key=True)
     agent_id: str = Field(foreign_key="agents.id", index=True)
@@ -71,12 +82,31 @@ class KnowledgeDocument(SQLModel, table=True):
     content: str = Field(sa_column=Column(Text, nullable=False))
     mime_type: str = "text/markdown"
     passage_count: int = 0
+    # Where the document came from (a file's path), or empty.
+    source: str = ""
+    # SHA-256 of `content`, hex: a re-sent file with the same hash is unchanged.
+    content_hash: str = ""
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class KnowledgeTerm(SQLModel, table=True):
+    """Per-agent statistics of the indexed terms: in how many of the agent's passages a term
+    occurs, and how often in all. The empty term counts the agent's passages and all their
+    terms. Searches read these to pick the rarest terms of a question and to score passages
+    against the agent's own knowledge only."""
+
+    __tablename__ = "knowledge_terms"
+
+    agent_id: str = Field(primary_key=True)
+    term: str = Field(primary_key=True)
+    passages: int = 0
+    occurrences: int = 0
+
+
 class Passage(SQLModel, table=True):
-    """A ranked unit of knowledge. SQLite indexes heading and text in the FTS5 table
-    `passage_index` (rowid = id); PostgreSQL in the generated tsvector column `search`."""
+    """A ranked unit of knowledge. Its analysed terms (see `server.knowledge`) are indexed:
+    on SQLite in the agent's own FTS5 table (rowid = id), on PostgreSQL in the tsvector
+    column `search`, which the migrations add (title weight A, heading B, text D)."""
 
     __tablename__ = "passages"
 

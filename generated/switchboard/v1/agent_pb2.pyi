@@ -141,7 +141,7 @@ class AgentVersion(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class KnowledgeDocument(_message.Message):
-    __slots__ = ("name", "id", "title", "content", "mime_type", "passage_count", "create_time")
+    __slots__ = ("name", "id", "title", "content", "mime_type", "passage_count", "create_time", "source", "content_hash")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,8 @@ class KnowledgeDocument(_message.Message):
     MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
     PASSAGE_COUNT_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     name: str
     id: str
     title: str
@@ -156,4 +158,6 @@ class KnowledgeDocument(_message.Message):
     mime_type: str
     passage_count: int
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., title: _Optional[str] = ..., content: _Optional[str] = ..., mime_type: _Optional[str] = ..., passage_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    source: str
+    content_hash: str
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., title: _Optional[str] = ..., content: _Optional[str] = ..., mime_type: _Optional[str] = ..., passage_count: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., content_hash: _Optional[str] = ...) -> None: ...

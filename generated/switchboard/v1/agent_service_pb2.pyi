@@ -4,12 +4,24 @@ from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from switchboard.v1 import agent_pb2 as _agent_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class KnowledgeDocumentOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    KNOWLEDGE_DOCUMENT_OUTCOME_UNSPECIFIED: _ClassVar[KnowledgeDocumentOutcome]
+    KNOWLEDGE_DOCUMENT_OUTCOME_ADDED: _ClassVar[KnowledgeDocumentOutcome]
+    KNOWLEDGE_DOCUMENT_OUTCOME_REPLACED: _ClassVar[KnowledgeDocumentOutcome]
+    KNOWLEDGE_DOCUMENT_OUTCOME_UNCHANGED: _ClassVar[KnowledgeDocumentOutcome]
+KNOWLEDGE_DOCUMENT_OUTCOME_UNSPECIFIED: KnowledgeDocumentOutcome
+KNOWLEDGE_DOCUMENT_OUTCOME_ADDED: KnowledgeDocumentOutcome
+KNOWLEDGE_DOCUMENT_OUTCOME_REPLACED: KnowledgeDocumentOutcome
+KNOWLEDGE_DOCUMENT_OUTCOME_UNCHANGED: KnowledgeDocumentOutcome
 
 class CreateAgentRequest(_message.Message):
     __slots__ = ("agent",)
@@ -84,6 +96,22 @@ class CreateKnowledgeDocumentRequest(_message.Message):
     parent: str
     document: _agent_pb2.KnowledgeDocument
     def __init__(self, parent: _Optional[str] = ..., document: _Optional[_Union[_agent_pb2.KnowledgeDocument, _Mapping]] = ...) -> None: ...
+
+class BatchCreateKnowledgeDocumentsRequest(_message.Message):
+    __slots__ = ("parent", "requests")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    requests: _containers.RepeatedCompositeFieldContainer[CreateKnowledgeDocumentRequest]
+    def __init__(self, parent: _Optional[str] = ..., requests: _Optional[_Iterable[_Union[CreateKnowledgeDocumentRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchCreateKnowledgeDocumentsResponse(_message.Message):
+    __slots__ = ("documents", "outcomes")
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    documents: _containers.RepeatedCompositeFieldContainer[_agent_pb2.KnowledgeDocument]
+    outcomes: _containers.RepeatedScalarFieldContainer[KnowledgeDocumentOutcome]
+    def __init__(self, documents: _Optional[_Iterable[_Union[_agent_pb2.KnowledgeDocument, _Mapping]]] = ..., outcomes: _Optional[_Iterable[_Union[KnowledgeDocumentOutcome, str]]] = ...) -> None: ...
 
 class ListKnowledgeDocumentsRequest(_message.Message):
     __slots__ = ("parent", "page_size", "page_token")

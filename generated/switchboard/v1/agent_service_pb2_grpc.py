@@ -77,6 +77,11 @@ class AgentServiceStub:
                 request_serializer=switchboard_dot_v1_dot_agent__service__pb2.CreateKnowledgeDocumentRequest.SerializeToString,
                 response_deserializer=switchboard_dot_v1_dot_agent__pb2.KnowledgeDocument.FromString,
                 _registered_method=True)
+        self.BatchCreateKnowledgeDocuments = channel.unary_unary(
+                '/switchboard.v1.AgentService/BatchCreateKnowledgeDocuments',
+                request_serializer=switchboard_dot_v1_dot_agent__service__pb2.BatchCreateKnowledgeDocumentsRequest.SerializeToString,
+                response_deserializer=switchboard_dot_v1_dot_agent__service__pb2.BatchCreateKnowledgeDocumentsResponse.FromString,
+                _registered_method=True)
         self.ListKnowledgeDocuments = channel.unary_unary(
                 '/switchboard.v1.AgentService/ListKnowledgeDocuments',
                 request_serializer=switchboard_dot_v1_dot_agent__service__pb2.ListKnowledgeDocumentsRequest.SerializeToString,
@@ -144,7 +149,17 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateKnowledgeDocument(self, request, context):
-        """Adds a document to an agent's knowledge. It is searchable as soon as this returns.
+        """Adds a document to an agent's knowledge. It is searchable as soon as this returns, by
+        every version of the agent. A document whose `source` the agent has replaces that
+        document. Scope: `agents:write`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateKnowledgeDocuments(self, request, context):
+        """Adds up to 1000 documents to an agent's knowledge in one transaction: all of them or,
+        on any error, none. A document whose `source` the agent has replaces that document.
         Scope: `agents:write`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -207,6 +222,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.CreateKnowledgeDocument,
                     request_deserializer=switchboard_dot_v1_dot_agent__service__pb2.CreateKnowledgeDocumentRequest.FromString,
                     response_serializer=switchboard_dot_v1_dot_agent__pb2.KnowledgeDocument.SerializeToString,
+            ),
+            'BatchCreateKnowledgeDocuments': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateKnowledgeDocuments,
+                    request_deserializer=switchboard_dot_v1_dot_agent__service__pb2.BatchCreateKnowledgeDocumentsRequest.FromString,
+                    response_serializer=switchboard_dot_v1_dot_agent__service__pb2.BatchCreateKnowledgeDocumentsResponse.SerializeToString,
             ),
             'ListKnowledgeDocuments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListKnowledgeDocuments,
@@ -436,6 +456,33 @@ class AgentService:
             '/switchboard.v1.AgentService/CreateKnowledgeDocument',
             switchboard_dot_v1_dot_agent__service__pb2.CreateKnowledgeDocumentRequest.SerializeToString,
             switchboard_dot_v1_dot_agent__pb2.KnowledgeDocument.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateKnowledgeDocuments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/switchboard.v1.AgentService/BatchCreateKnowledgeDocuments',
+            switchboard_dot_v1_dot_agent__service__pb2.BatchCreateKnowledgeDocumentsRequest.SerializeToString,
+            switchboard_dot_v1_dot_agent__service__pb2.BatchCreateKnowledgeDocumentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
