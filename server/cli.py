@@ -16,6 +16,7 @@ from server import settings as defaults
 from server.auth import ALL_SCOPES
 from server.chat import TurnSettings
 from server.demo import DEFAULT_WORKSPACE_ID, ensure_demo
+from server.knowledge_cli import knowledge_app
 from server.ports import PortInUse, claimed
 from server.store.database import create_engine, migrate
 from server.store.repository import Repository
@@ -30,6 +31,7 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 agents_app = typer.Typer(help="Inspect agents.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")
+app.add_typer(knowledge_app, name="knowledge")
 
 T = TypeVar("T")
 
