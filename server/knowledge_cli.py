@@ -123,13 +123,14 @@ def convert(path: Path) -> Converted:
 
 def _pdf_text(path: Path) -> tuple[str, str]:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(path)
         pages = [page.extract_text() or "" for page in reader.pages]
         title = str(reader.metadata.title or "") if reader.metadata else ""
-    except (PyPdfError, ValueError, KeyError, TypeError) as error:
+    except OSError:
+        raise
+    except Exception as error:  # a broken PDF makes pypdf raise errors of many kinds
         raise UnreadableFile(f"not a readable PDF: {error}") from error
     return title, "\n\n".join(page.strip() for page in pages if page.strip())
 
