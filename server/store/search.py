@@ -7,7 +7,8 @@ one FTS5 table per agent, on PostgreSQL in `passages.search`, a tsvector under a
 A search looks those counts up for the question's terms and plans the query: candidates are
 the passages holding one of the question's rarest terms (as many of them as keep the
 candidates under `CANDIDATE_BUDGET`), ranked by the index with the other terms too, except
-those found in more than half of the agent's passages. The index returns its best
+those found in more than half of the agent's passages (and none when there are too few
+candidates to need ranking). The index returns its best
 `RESCORED` candidates, ranked inside it (FTS5 `bm25()` with column weights; `ts_rank`
 weighted by each term's IDF), and those are scored with BM25 over the agent's own statistics,
 so that a score means the same on both engines and no other agent's knowledge moves it."""
@@ -78,8 +79,9 @@ def plan_query(terms: Sequence[str], counts: dict[str, tuple[int, int]]) -> Quer
             break
         match.append(term)
         candidates += n
-    # Terms in most passages rank almost nothing and cost the most to count.
-    rank = [t for n, t in known[len(match) :] if n <= total / 2]
+    # Terms in most passages rank almost nothing and cost the most to count; and when every
+    # candidate is rescored anyway, the index need not rank them at all.
+    rank = [t for n, t in known[len(match) :] if n <= total / 2 and candidates > RESCORED]
     idf = {t: math.log(1 + (total - n + 0.5) / (n + 0.5)) for n, t in known}
     return QueryPlan(match, rank, idf, max(length / total, 1.0))
 
