@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test generate lint bench install breaking
+.PHONY: run test generate lint bench bench-retrieval install breaking
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/switchboard serve --demo
 
+# The whole suite, then the API suites again with the shared server on PostgreSQL.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	SWITCHBOARD_TEST_DATABASE=postgresql $(BIN)/python -m pytest tests/grpc tests/http tests/openai_sdk
 
 generate: $(STAMP)
 	$(BIN)/python protos/generate.py generated
@@ -31,6 +33,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-retrieval: $(STAMP)
+	$(BIN)/python -m bench.retrieval
 
 breaking: $(STAMP)
 	$(BIN)/buf breaking --against '.git#branch=main'
