@@ -347,14 +347,14 @@ def add(
 
 def _print_summary(summary: Summary, files: int, elapsed: float) -> None:
     sent = summary.added + summary.replaced
-    Console().print(
+    Console(soft_wrap=True).print(
         f"{summary.added} added, {summary.replaced} replaced, {summary.unchanged} unchanged, "
         f"{len(summary.failed)} failed: {files} files in {elapsed:.1f} s "
         f"({sent / max(elapsed, 1e-9):.0f} documents/s)",
         highlight=False,
     )
     for source, reason in summary.failed:
-        _console.print(f"[red]failed[/red] {source}: {reason}", highlight=False)
+        _console.print(f"[red]failed[/red] {source}: {reason}", highlight=False, soft_wrap=True)
 
 
 @knowledge_app.command("list")
