@@ -16,6 +16,7 @@ from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import SQLModel
 
+from server.store.sqlite_writer import SQLiteWriter
 from server.store.tables import utcnow
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class WriteBatcher:
         self._lock = lock
         self._pending: list[tuple[TurnWrite, asyncio.Future[int | None]]] = []
         self._draining: asyncio.Task[None] | None = None
+        # SQLite: a group's transaction runs whole on a writer thread, in one hand-off.
+        self._sqlite = SQLiteWriter.for_engine(engine)
 
     async def write(self, work: TurnWrite) -> int | None:
         """Commits the rows; returns the first reserved position (None if the session to
@@ -77,6 +80,8 @@ class WriteBatcher:
         if self._lock is None:
             return await self._transaction(batch)
         async with self._lock:
+            if self._sqlite is not None and self._sqlite.handles(batch):
+                return await self._sqlite.write(batch)
             return await self._transaction(batch)
 
     async def _transaction(self, batch: list[TurnWrite]) -> list[int | None]:
