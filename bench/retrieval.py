@@ -96,9 +96,10 @@ def _load(server: RunningServer, corpus: Corpus) -> tuple[str, float]:
                     parent=agent.name,
                     requests=[
                         agent_service_pb2.CreateKnowledgeDocumentRequest(
+                            parent=agent.name,
                             document=agent_pb2.KnowledgeDocument(
                                 title=d.title, content=d.content, source=f"{d.title}.md"
-                            )
+                            ),
                         )
                         for d in corpus.documents[start : start + _BATCH]
                     ],

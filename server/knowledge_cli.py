@@ -254,9 +254,10 @@ class _Loader:
             mime_type=converted.mime_type,
             source=source,
         )
-        self._pending.append(
-            (source, agent_service_pb2.CreateKnowledgeDocumentRequest(document=document))
+        request = agent_service_pb2.CreateKnowledgeDocumentRequest(
+            parent=f"agents/{self._agent}", document=document
         )
+        self._pending.append((source, request))
         self._bytes += len(converted.content.encode()) + len(source) + len(converted.title)
         if len(self._pending) >= _BATCH_DOCUMENTS or self._bytes >= _BATCH_BYTES:
             self.flush()

@@ -178,8 +178,8 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         documents = []
         sources: set[str] = set()
         for i, item in enumerate(request.requests):
-            if item.parent and item.parent != request.parent:
-                raise InvalidArgument(f"requests[{i}].parent", "must be empty or equal `parent`")
+            if item.parent != request.parent:
+                raise InvalidArgument(f"requests[{i}].parent", "must equal `parent`")
             new = _new_document(item.document, f"requests[{i}].document")
             if new.source and new.source in sources:
                 raise InvalidArgument(

@@ -75,7 +75,8 @@ class Door:
                     parent=agent.name,
                     requests=[
                         agent_service_pb2.CreateKnowledgeDocumentRequest(
-                            document=agent_pb2.KnowledgeDocument(title=title, content=content)
+                            parent=agent.name,
+                            document=agent_pb2.KnowledgeDocument(title=title, content=content),
                         )
                         for title, content in documents[start : start + batch]
                     ],
