@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route, Router
 from http_edge.core import CoreClient
 from http_edge.health import Healthz, Readyz
 from http_edge.marshal import encode_json
+from http_edge.metrics import MetricsEndpoint
 from http_edge.middleware import RequestIdMiddleware
 from http_edge.mux import RouteTable, load_routes
 from http_edge.openai import CHAT_COMPLETIONS_PATH, ChatCompletions, RedirectToChatCompletions
@@ -43,11 +44,13 @@ def create_app(
     ping_interval: float = DEFAULT_PING_INTERVAL,
     channel: Any = None,
     grace: GracePeriod | None = None,
+    metrics_token: str | None = None,
 ) -> RequestIdMiddleware:
     """The edge in front of the gRPC core at `core_target` (`host:port`), or of `channel`
     when given: an object with `grpc.aio.Channel`'s `unary_unary`, `unary_stream` and
     `close`, such as the core's in-process channel. Its streams end when `grace` ends (see
-    `EdgeServer`)."""
+    `EdgeServer`). `/metrics` answers only to `Authorization: Bearer <metrics_token>` when
+    one is given."""
     routes = load_routes()
     core = CoreClient(core_target, routes, channel)
     grace = grace or GracePeriod()
@@ -80,6 +83,7 @@ def create_app(
             Route("/healthz", Healthz()),
             Route("/readyz", Readyz(core)),
             Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/metrics", MetricsEndpoint(metrics_token), methods=["GET"]),
             Mount("", app=transcoder),
         ],
         lifespan=lifespan,
@@ -94,12 +98,15 @@ def run(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS,
+    metrics_token: str | None = None,
 ) -> None:
     """Serve the edge on `http_addr` (`host:port`) until interrupted."""
     host, _, port = http_addr.rpartition(":")
     grace = GracePeriod()
     EdgeServer(
-        create_app(core_target, max_body_bytes=max_body_bytes, grace=grace),
+        create_app(
+            core_target, max_body_bytes=max_body_bytes, grace=grace, metrics_token=metrics_token
+        ),
         grace,
         shutdown_grace_seconds=shutdown_grace_seconds,
         max_header_bytes=max_header_bytes,

@@ -8,6 +8,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from http_edge.mux import Route
+from observability import tracing
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -81,6 +82,11 @@ def forwarded_metadata(headers: dict[bytes, bytes], request_id: str) -> Metadata
         value = headers.get(name)
         if value is not None and _is_valid_value(value):
             metadata.append((name.decode(), value.decode()))
+    if tracing.enabled():
+        # A core in another process continues the edge's trace.
+        carrier: dict[str, str] = {}
+        tracing.inject(carrier)
+        metadata.extend(carrier.items())
     return tuple(metadata)
 
 

@@ -25,6 +25,11 @@ MAX_ECHO = 200
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_AUTHORIZATION = 8192
 MISSING_API_KEY = "missing API key: send the header `Authorization: Bearer sk_…`"
+INVALID_API_KEY = (
+    "invalid or revoked API key: send a live key in the header `Authorization: Bearer sk_…`"
+)
+# The core words some errors for gRPC callers (metadata); over HTTP they name the header.
+_HTTP_MESSAGES = {"API_KEY_MISSING": MISSING_API_KEY, "API_KEY_INVALID": INVALID_API_KEY}
 
 _HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
@@ -160,7 +165,9 @@ def from_rpc_error(error: grpc.aio.AioRpcError) -> ApiError:
     if code in _SANITISED_CODES and not details:
         # Status text of an unexpected failure may carry a traceback; it stays in the core's logs.
         message = "internal error"
-    return ApiError(code, message, details)
+    error = ApiError(code, message, details)
+    error.message = _HTTP_MESSAGES.get(error.reason, error.message)
+    return error
 
 
 def native_body(error: ApiError) -> dict[str, object]:

@@ -43,6 +43,8 @@ class EdgeServer(uvicorn.Server):
                 http=bounded_head_protocol(max_header_bytes),
                 log_level="warning",
                 access_log=False,
+                # uvicorn's own lines go through the process's log format, not its own.
+                log_config=None,
                 lifespan="on",
                 timeout_graceful_shutdown=math.ceil(shutdown_grace_seconds + _LAST_WRITE_SECONDS),
                 **options,
@@ -51,6 +53,13 @@ class EdgeServer(uvicorn.Server):
         self._grace = grace
         self._grace_seconds = shutdown_grace_seconds
         self._handle_signals = handle_signals
+        # Set once the server accepts connections.
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -30,6 +30,7 @@ from http_edge.streaming import (
     wants_sse,
 )
 from http_edge.types import Receive, Scope, Send
+from observability import context
 
 
 def not_found() -> ApiError:
@@ -68,6 +69,7 @@ class Transcoder:
             await send_error(scope, send, method_not_allowed(matched) if matched else not_found())
             return
         route, bindings = matched
+        context.bind(route=route.rpc_path)
         headers = headers_of(scope)
         # Every annotated RPC needs a key: a caller without one learns nothing of the body rules.
         unauthenticated = missing_api_key(headers)

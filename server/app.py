@@ -34,6 +34,7 @@ from server.services.keys import KeyService
 from server.services.models import ModelService
 from server.services.sessions import SessionService
 from server.store.repository import Repository
+from server.telemetry import CallerTelemetry, GrpcDoorTelemetry, observe_caller
 
 log = logging.getLogger("switchboard")
 
@@ -98,14 +99,17 @@ class Core:
         for add, servicer in self._servicers:
             add(servicer, collector)  # type: ignore[operator]
         return LocalChannel(
-            {path: self._interceptor.wrap(path, h) for path, h in collector.handlers.items()}
+            {
+                path: self._interceptor.wrap(path, observe_caller(path, h))
+                for path, h in collector.handlers.items()
+            }
         )
 
     async def serve_grpc(self, address: str, *, reuse_port: bool = False) -> grpc.aio.Server:
         """Starts serving gRPC on `address` (host:port) and returns the running server.
         With `reuse_port`, several processes may serve the same port."""
         server = grpc.aio.server(
-            interceptors=[self._interceptor],
+            interceptors=[GrpcDoorTelemetry(), self._interceptor, CallerTelemetry()],
             options=[
                 ("grpc.so_reuseport", int(reuse_port)),
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),

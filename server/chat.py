@@ -46,6 +46,7 @@ from server.guardrails import Redactor, blocked_term, redactor_for
 from server.knowledge import count_tokens, search_terms
 from server.store.repository import MessageRecord, PublishedAgent, Repository, ScoredPassage
 from server.store.tables import utcnow
+from server.telemetry import counted_tokens, observed_turn, traced, traced_step
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ class TurnRunner:
             task.cancel()
         return len(tasks)
 
+    @observed_turn
     async def run(
         self, principal: Principal, request: TurnRequest
     ) -> AsyncGenerator[TurnEvent, None]:
@@ -305,7 +307,7 @@ class TurnRunner:
             )
             calls: Sequence[ToolCall] = ()
             step_text: list[str] = []
-            async with aclosing(backend.stream(context)) as events:
+            async with aclosing(traced_step(backend, context)) as events:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         step_text.append(event.text)
@@ -391,6 +393,7 @@ class TurnRunner:
             return self._upstream
         return self._builtin
 
+    @traced("retrieval")
     async def _rank(
         self, agent_id: str, agent: agent_pb2.Agent, messages: Sequence[tuple[str, str]]
     ) -> list[ScoredPassage]:
@@ -403,6 +406,7 @@ class TurnRunner:
         return [p for p in ranked if p.score >= min_score]
 
     @staticmethod
+    @counted_tokens
     def _reply_records(
         principal: Principal,
         session_id: str,

@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import dataclasses
 import multiprocessing
 import multiprocessing.connection
+import os
+import re
+import shutil
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
+from observability import logs, tracing
+from observability import metrics as prometheus
 from server import settings as defaults
 from server.auth import ALL_SCOPES
 from server.chat import TurnSettings
-from server.demo import DEFAULT_WORKSPACE_ID, ensure_demo
+from server.demo import DEFAULT_WORKSPACE_ID, demo_key_name, ensure_demo
+from server.errors import AgentNotFound
 from server.knowledge_cli import knowledge_app
 from server.ports import PortInUse, claimed
-from server.store.database import create_engine, migrate
+from server.store.database import (
+    DatabaseUrlError,
+    async_url,
+    create_engine,
+    migrate,
+    safe_url,
+    sqlite_file,
+)
 from server.store.repository import Repository
 from server.worker import WorkerConfig, run_worker
 
@@ -35,6 +49,15 @@ app.add_typer(knowledge_app, name="knowledge")
 
 T = TypeVar("T")
 
+
+def _choice(flag: str, value: str, choices: tuple[str, ...]) -> str:
+    if value.lower() not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=flag)
+    return value.lower()
+
+
+_ORIGIN = re.compile(r"https?://[^/\s?#]+")
+
 GrpcAddr = Annotated[
     str, typer.Option("--grpc-addr", envvar="SWITCHBOARD_GRPC_ADDR", help="gRPC listen address.")
 ]
@@ -46,7 +69,7 @@ DatabaseUrl = Annotated[
     typer.Option(
         "--database-url",
         envvar="SWITCHBOARD_DATABASE_URL",
-        help="SQLAlchemy URL: sqlite+aiosqlite:///file.db or postgresql+psycopg://…",
+        help="sqlite:///FILE.db or postgresql://USER@HOST/DB (the async driver is chosen).",
     ),
 ]
 MaxBody = Annotated[
@@ -83,6 +106,40 @@ MaxToolSteps = Annotated[
         help="Model steps per turn when the agent has tools; the last is offered none.",
     ),
 ]
+LogLevel = Annotated[
+    str,
+    typer.Option(
+        "--log-level",
+        envvar="SWITCHBOARD_LOG_LEVEL",
+        callback=lambda value: _choice("--log-level", value, logs.LEVELS),
+        help=f"The least important log lines written: {', '.join(logs.LEVELS)}.",
+    ),
+]
+LogFormat = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        envvar="SWITCHBOARD_LOG_FORMAT",
+        callback=lambda value: _choice("--log-format", value, logs.FORMATS),
+        help="json (one object per line), text, or auto: text on a terminal, else JSON.",
+    ),
+]
+MetricsToken = Annotated[
+    str | None,
+    typer.Option(
+        "--metrics-token",
+        envvar="SWITCHBOARD_METRICS_TOKEN",
+        help="Serve /metrics only to `Authorization: Bearer <token>`.",
+    ),
+]
+Otel = Annotated[
+    bool,
+    typer.Option(
+        "--otel",
+        help="Send OpenTelemetry traces (OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, default "
+        "http://localhost:4318); on by itself when that variable is set.",
+    ),
+]
 ShutdownGrace = Annotated[
     float,
     typer.Option(
@@ -94,9 +151,45 @@ ShutdownGrace = Annotated[
 ]
 
 
-def _with_repository(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
-    migrate(database_url)
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit status 2: a problem with what the command was given."""
+    typer.echo(f"switchboard: {message}", err=True)
+    raise typer.Exit(2)
 
+
+def _url(database_url: str) -> str:
+    try:
+        return async_url(database_url)
+    except DatabaseUrlError as error:
+        _fail(str(error))
+
+
+def _open_database(database_url: str, *, create: bool) -> str:
+    """Checks and migrates the database; returns its async URL. Only `serve` creates a
+    SQLite file: other commands name the missing file instead of starting an empty one."""
+    url = _url(database_url)
+    path = sqlite_file(url)
+    if path is not None and not path.exists():
+        if not create:
+            _fail(
+                f"no database at {path}; start `switchboard serve` with this --database-url "
+                "once to create it, or name the existing one"
+            )
+        if not path.parent.is_dir():
+            _fail(f"cannot create the database {path}: the folder {path.parent} does not exist")
+    try:
+        migrate(url)
+    except Exception as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        _fail(f"cannot open the database {safe_url(url)}: {reason[0] if reason else error}")
+    return url
+
+
+def _with_repository(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
+    return _run_repository(_open_database(database_url, create=False), work)
+
+
+def _run_repository(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
     async def run() -> T:
         repository = Repository(create_engine(database_url))
         try:
@@ -136,17 +229,19 @@ def _print_demo(key: str, grpc_addr: str, http_addr: str, grpc_only: bool) -> No
     _say("")
 
 
-def _supervise(config: WorkerConfig, workers: int) -> int:
+def _supervise(config: WorkerConfig, workers: int, on_ready: Callable[[], None]) -> int:
     """Runs the workers until SIGTERM or SIGINT; stops them all if one dies. Returns the exit
-    status. The caller holds the claim on the ports of several workers."""
+    status. Calls `on_ready` once every worker listens on both ports. The caller holds the
+    claim on the ports of several workers."""
     if workers == 1:
-        run_worker(config)
+        run_worker(config, ready=on_ready)
         return 0
     context = multiprocessing.get_context("spawn")
     generation = context.Value("Q", 0)
+    pipes = [context.Pipe(duplex=False) for _ in range(workers)]
     processes = [
-        context.Process(target=run_worker, args=(config, generation), daemon=True)
-        for _ in range(workers)
+        context.Process(target=run_worker, args=(config, generation, sender), daemon=True)
+        for _, sender in pipes
     ]
     for process in processes:
         process.start()
@@ -161,12 +256,26 @@ def _supervise(config: WorkerConfig, workers: int) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    multiprocessing.connection.wait([p.sentinel for p in processes])
+    sentinels = [p.sentinel for p in processes]
+    waiting = [receiver for receiver, _ in pipes]
+    while waiting and not stopping:
+        ready = multiprocessing.connection.wait([*waiting, *sentinels])
+        if any(sentinel in ready for sentinel in sentinels):
+            break
+        for receiver in ready:
+            assert isinstance(receiver, multiprocessing.connection.Connection)
+            receiver.recv()
+            waiting.remove(receiver)
+        if not waiting:
+            on_ready()
+    multiprocessing.connection.wait(sentinels)
     failed = not stopping
     stop(signal.SIGTERM, None)
     for process in processes:
         # Workers drain for the grace period, then store the turns they cancelled.
         process.join(timeout=config.shutdown_grace_seconds + 15)
+        if process.pid is not None:
+            prometheus.process_ended(process.pid)
     return 1 if failed else 0
 
 
@@ -194,10 +303,14 @@ def serve(
     grpc_only: Annotated[
         bool, typer.Option(help="Serve gRPC only, without the HTTP edge.")
     ] = False,
+    log_level: LogLevel = defaults.DEFAULT_LOG_LEVEL,
+    log_format: LogFormat = defaults.DEFAULT_LOG_FORMAT,
+    metrics_token: MetricsToken = None,
+    otel: Otel = False,
 ) -> None:
     """Serve the gRPC core and the HTTP edge; the edge calls the core in-process."""
     config = WorkerConfig(
-        database_url=database_url,
+        database_url=_url(database_url),
         grpc_addr=grpc_addr,
         http_addr=None if grpc_only else http_addr,
         max_body_bytes=max_body_bytes,
@@ -205,6 +318,10 @@ def serve(
         shutdown_grace_seconds=shutdown_grace_seconds,
         reuse_port=workers > 1,
         turns=TurnSettings(context_tokens=context_tokens, max_tool_steps=max_tool_steps),
+        log_level=log_level.lower(),
+        log_format=logs.resolve_format(log_format.lower()),
+        metrics_token=metrics_token or None,
+        otel=tracing.wanted(otel),
     )
     # One worker binds its ports alone; several share them, and so must claim them first.
     addresses = [a for a in (config.http_addr, grpc_addr) if a] if workers > 1 else []
@@ -220,25 +337,46 @@ def serve(
 
 
 def _run_server(config: WorkerConfig, workers: int, demo: bool) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(config.log_level, config.log_format)
     database_url, grpc_addr = config.database_url, config.grpc_addr
     http_addr, grpc_only = config.http_addr or "", config.http_addr is None
-    migrate(database_url)
+    _open_database(database_url, create=True)
     if demo:
+        key_name = demo_key_name(grpc_addr)
 
-        async def seed(repository: Repository) -> str:
+        async def seed(repository: Repository) -> tuple[str, list[str]]:
             await ensure_demo(repository)
+            # The key an earlier `serve --demo` on this address printed: keys do not pile up.
+            revoked = []
+            for key in await repository.list_keys(DEFAULT_WORKSPACE_ID, limit=10_000, after=None):
+                if key.display_name == key_name and key.revoked_at is None:
+                    await repository.revoke_key(DEFAULT_WORKSPACE_ID, key.id)
+                    revoked.append(f"{key.prefix}… ({key.id})")
             _, secret = await repository.create_key(
-                DEFAULT_WORKSPACE_ID, display_name="demo", kind="secret", scopes=ALL_SCOPES
+                DEFAULT_WORKSPACE_ID, display_name=key_name, kind="secret", scopes=ALL_SCOPES
             )
-            return secret
+            return secret, revoked
 
-        key = _with_repository(database_url, seed)
+        key, revoked = _run_repository(database_url, seed)
+        for old in revoked:
+            _say(f"Revoked the previous demo key {old}.")
         _print_demo(key, grpc_addr, http_addr, grpc_only)
 
     where = f"gRPC on {grpc_addr}" + ("" if grpc_only else f", HTTP on http://{http_addr}")
-    _say(f"Switchboard is serving {where} with {workers} worker(s)")
-    return _supervise(config, workers)
+
+    def serving() -> None:
+        _say(f"Switchboard is serving {where} with {workers} worker(s)")
+
+    if workers == 1:
+        return _supervise(config, workers, serving)
+    # The supervisor owns the directory where the workers' metrics meet.
+    given = os.environ.get(prometheus.MULTIPROCESS_ENV)
+    directory = prometheus.prepare_directory(given or tempfile.mkdtemp(prefix="switchboard-"))
+    try:
+        return _supervise(dataclasses.replace(config, metrics_dir=directory), workers, serving)
+    finally:
+        if not given:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 @app.command()
@@ -250,40 +388,92 @@ def edge(
     max_body_bytes: MaxBody = defaults.DEFAULT_MAX_BODY_BYTES,
     max_header_bytes: MaxHeader = defaults.DEFAULT_MAX_HEADER_BYTES,
     shutdown_grace_seconds: ShutdownGrace = defaults.DEFAULT_SHUTDOWN_GRACE_SECONDS,
+    log_level: LogLevel = defaults.DEFAULT_LOG_LEVEL,
+    log_format: LogFormat = defaults.DEFAULT_LOG_FORMAT,
+    metrics_token: MetricsToken = None,
+    otel: Otel = False,
 ) -> None:
     """Serve the HTTP edge alone, forwarding to a running core."""
     from http_edge.app import run
 
-    run(
-        core,
-        http_addr,
-        max_body_bytes=max_body_bytes,
-        max_header_bytes=max_header_bytes,
-        shutdown_grace_seconds=shutdown_grace_seconds,
-    )
+    logs.configure(log_level.lower(), log_format.lower())
+    if tracing.wanted(otel):
+        tracing.configure(service_name="switchboard-edge")
+    try:
+        run(
+            core,
+            http_addr,
+            max_body_bytes=max_body_bytes,
+            max_header_bytes=max_header_bytes,
+            shutdown_grace_seconds=shutdown_grace_seconds,
+            metrics_token=metrics_token or None,
+        )
+    finally:
+        tracing.shutdown()
+
+
+def _listed(value: str) -> list[str]:
+    return list(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
 
 
 @keys_app.command("create")
 def keys_create(
-    scopes: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(ALL_SCOPES)}.")],
+    scopes: Annotated[
+        str, typer.Option(help=f"Comma-separated: {', '.join(ALL_SCOPES)}. Secret keys only.")
+    ] = "",
     name: Annotated[str, typer.Option(help="A label for people.")] = "",
+    publishable: Annotated[
+        bool,
+        typer.Option(
+            "--publishable",
+            help="A pk_ key for browsers: it may only chat, with --agents, from --origins.",
+        ),
+    ] = False,
+    agents: Annotated[
+        str, typer.Option(help="Publishable keys: comma-separated agent ids or slugs.")
+    ] = "",
+    origins: Annotated[
+        str,
+        typer.Option(help="Publishable keys: comma-separated origins, e.g. https://shop.example."),
+    ] = "",
     database_url: DatabaseUrl = defaults.DEFAULT_DATABASE_URL,
 ) -> None:
-    """Create a secret key and print it (it is shown only this once)."""
-    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
-    unknown = [s for s in wanted if s not in ALL_SCOPES]
-    if unknown or not wanted:
-        typer.echo(
-            f"unknown scope(s): {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(ALL_SCOPES)}",
-            err=True,
-        )
-        raise typer.Exit(2)
+    """Create a key and print it (it is shown only this once)."""
+    wanted, agent_names, origin_list = _listed(scopes), _listed(agents), _listed(origins)
+    if publishable:
+        if wanted and wanted != ["chat:write"]:
+            _fail("a publishable key has exactly the scope chat:write; leave out --scopes")
+        if not agent_names:
+            _fail("a publishable key needs --agents: the agents it may chat with")
+        bad = [o for o in origin_list if not _ORIGIN.fullmatch(o)]
+        if bad:
+            _fail(f"{bad[0]!r} is not an origin; write it as scheme://host[:port]")
+        wanted = ["chat:write"]
+    else:
+        if agent_names or origin_list:
+            _fail("only publishable keys are limited to agents and origins; add --publishable")
+        unknown = [s for s in wanted if s not in ALL_SCOPES]
+        if unknown or not wanted:
+            _fail(
+                f"unknown scope(s): {', '.join(unknown) or '(none given)'}; "
+                f"choose from {', '.join(ALL_SCOPES)}"
+            )
 
     async def create(repository: Repository) -> str:
         await repository.ensure_workspace(DEFAULT_WORKSPACE_ID, "default")
+        agent_ids = []
+        for agent in agent_names:
+            try:
+                agent_ids.append((await repository.get_agent(DEFAULT_WORKSPACE_ID, agent)).id)
+            except AgentNotFound:
+                _fail(f"agent {agent!r} does not exist")
         _, secret = await repository.create_key(
-            DEFAULT_WORKSPACE_ID, display_name=name, kind="secret", scopes=wanted
+            DEFAULT_WORKSPACE_ID,
+            display_name=name,
+            kind="publishable" if publishable else "secret",
+            scopes=wanted,
+            allowed_agents=list(dict.fromkeys(agent_ids)),
+            allowed_origins=origin_list,
         )
         return secret
 

@@ -13,6 +13,13 @@ from server.store.repository import Repository
 DEFAULT_WORKSPACE_ID = "ws_default"
 DEMO_SLUG = "support-bot"
 
+
+def demo_key_name(grpc_addr: str) -> str:
+    """The name of the key `serve --demo` mints on `grpc_addr`; the next start there revokes
+    it, while replicas on other addresses keep theirs."""
+    return f"demo {grpc_addr}"
+
+
 _KNOWLEDGE = {
     "Shipping": """# Shipping
 

@@ -7,6 +7,9 @@ DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///switchboard.db"
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 DEFAULT_WORKERS = 1
+DEFAULT_LOG_LEVEL = "info"
+# JSON lines unless stderr is a terminal.
+DEFAULT_LOG_FORMAT = "auto"
 # The request line and headers together (431 above); a few KB is usual, cookies and tokens included.
 DEFAULT_MAX_HEADER_BYTES = 65_536
 # How long in-flight calls and streams may run after SIGTERM before they are ended.

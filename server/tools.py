@@ -23,6 +23,7 @@ import httpx
 from switchboard.v1 import agent_pb2
 
 from server.backends import ToolCall
+from server.telemetry import observed_tool_call
 
 DEFAULT_TIMEOUT_MS = 10_000
 # What a tool answers is fed to the model; a longer answer is cut here.
@@ -37,6 +38,8 @@ class ToolResult:
     name: str
     content: str
     is_error: bool
+    # How the call ended, as `switchboard_tool_calls_total` counts it.
+    outcome: str = "ok"
 
 
 def definitions(agent: agent_pb2.Agent) -> list[dict[str, Any]]:
@@ -71,14 +74,19 @@ class WebhookTools:
         """The results of `calls`, run concurrently, in the order of the calls."""
         return list(await asyncio.gather(*(self.run(agent, call) for call in calls)))
 
+    @observed_tool_call
     async def run(self, agent: agent_pb2.Agent, call: ToolCall) -> ToolResult:
         tool = next((t for t in agent.tools if t.name == call.name), None)
         if tool is None:
-            return ToolResult(call.id, call.name, f"no tool is named {call.name!r}", True)
+            return ToolResult(
+                call.id, call.name, f"no tool is named {call.name!r}", True, "unknown_tool"
+            )
         try:
             arguments = json.loads(call.arguments or "{}")
         except (ValueError, RecursionError):
-            return ToolResult(call.id, call.name, "the arguments are not valid JSON", True)
+            return ToolResult(
+                call.id, call.name, "the arguments are not valid JSON", True, "bad_arguments"
+            )
         body = json.dumps(arguments, separators=(",", ":")).encode()
         headers = {"content-type": "application/json"}
         if tool.webhook.secret_env:
@@ -89,6 +97,7 @@ class WebhookTools:
                     call.name,
                     f"the tool is not configured: the server has no {tool.webhook.secret_env}",
                     True,
+                    "not_configured",
                 )
             timestamp = str(int(time.time()))
             headers[TIMESTAMP_HEADER] = timestamp
@@ -99,13 +108,13 @@ class WebhookTools:
                 tool.webhook.url, content=body, headers=headers, timeout=timeout
             )
         except httpx.TimeoutException:
-            return ToolResult(call.id, call.name, f"the tool timed out after {timeout:g} s", True)
+            timed_out = f"the tool timed out after {timeout:g} s"
+            return ToolResult(call.id, call.name, timed_out, True, "timeout")
         except httpx.HTTPError as error:
-            return ToolResult(
-                call.id, call.name, f"the tool could not be reached ({type(error).__name__})", True
-            )
+            unreachable = f"the tool could not be reached ({type(error).__name__})"
+            return ToolResult(call.id, call.name, unreachable, True, "unreachable")
         content = response.text[:MAX_RESULT_CHARS]
         if not response.is_success:
             failure = f"the tool answered HTTP {response.status_code}: {content}"
-            return ToolResult(call.id, call.name, failure, True)
+            return ToolResult(call.id, call.name, failure, True, "http_error")
         return ToolResult(call.id, call.name, content, False)

@@ -12,14 +12,18 @@ replies before the database is closed."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 import uvloop
 
+from observability import logs, metrics, tracing
 from server.app import Core
 from server.chat import TurnSettings
 from server.ports import listen
@@ -46,17 +50,34 @@ class WorkerConfig:
     shutdown_grace_seconds: float
     reuse_port: bool
     turns: TurnSettings = field(default_factory=TurnSettings)
+    log_level: str = "info"
+    log_format: str = "json"
+    # The multiprocess metrics directory shared by the workers of one `serve`, if several.
+    metrics_dir: str | None = None
+    metrics_token: str | None = None
+    otel: bool = False
 
 
-def run_worker(config: WorkerConfig, shared_generation: Any = None) -> None:
-    """Serves until SIGTERM or SIGINT, then drains in-flight calls and streams."""
+def run_worker(config: WorkerConfig, shared_generation: Any = None, ready: Any = None) -> None:
+    """Serves until SIGTERM or SIGINT, then drains in-flight calls and streams. Tells `ready`
+    (a function, or a pipe's sending end) once it listens on both ports."""
+    logs.configure(config.log_level, config.log_format)
+    if config.metrics_dir:
+        metrics.use_multiprocess(config.metrics_dir)
+    if config.otel:
+        tracing.configure()
+    announce = functools.partial(ready.send, True) if isinstance(ready, Connection) else ready
     try:
-        uvloop.run(_serve(config, Generation(shared_generation)))
+        uvloop.run(_serve(config, Generation(shared_generation), announce))
     except OSError as error:
         raise SystemExit(f"switchboard: {error}") from None
+    finally:
+        tracing.shutdown()
 
 
-async def _serve(config: WorkerConfig, generation: Generation) -> None:
+async def _serve(
+    config: WorkerConfig, generation: Generation, ready: Callable[[], None] | None
+) -> None:
     # The HTTP port first: a taken port fails the start before anything else runs.
     listener = listen(config.http_addr, config.reuse_port) if config.http_addr else None
     repository = Repository(create_engine(config.database_url), generation)
@@ -80,6 +101,7 @@ async def _serve(config: WorkerConfig, generation: Generation) -> None:
             max_body_bytes=config.max_body_bytes,
             channel=core.local_channel(),
             grace=grace,
+            metrics_token=config.metrics_token,
         )
         # The worker owns the signals: it stops the edge and the gRPC server together.
         http = EdgeServer(
@@ -94,6 +116,12 @@ async def _serve(config: WorkerConfig, generation: Generation) -> None:
     # Everything built so far lives as long as the process: keep the collector off it.
     gc.collect()
     gc.freeze()
+    if http is not None and edge is not None:
+        listening = asyncio.ensure_future(http.listening.wait())
+        await asyncio.wait((listening, edge), return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+    if ready is not None and (edge is None or not edge.done()):
+        ready()
     await stop.wait()
     if http is not None:
         http.should_exit = True

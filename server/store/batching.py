@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import SQLModel
 
 from server.store.sqlite_writer import SQLiteWriter
+from observability.metrics import metrics
 from server.store.tables import utcnow
 
 log = logging.getLogger(__name__)
@@ -57,11 +59,15 @@ class WriteBatcher:
         self._pending.append((work, future))
         if self._draining is None or self._draining.done():
             self._draining = asyncio.create_task(self._drain())
-        return await asyncio.shield(future)
+        queued = time.perf_counter()
+        result = await asyncio.shield(future)
+        metrics().write_batch_wait_seconds.observe(time.perf_counter() - queued)
+        return result
 
     async def _drain(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            metrics().write_batch_size.observe(len(batch))
             try:
                 results = await self._commit([work for work, _ in batch])
             except Exception:

@@ -7,11 +7,66 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL that names no database Switchboard can use; the message says why."""
+
+
+# The async driver of each database, whichever driver (or none) a URL names.
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg"}
+_BACKEND_ALIASES = {"postgres": "postgresql"}
+
+
+def async_url(database_url: str) -> str:
+    """The URL with the async driver of its database: `sqlite:///x.db` becomes
+    `sqlite+aiosqlite:///x.db`, `postgresql://…` (or `postgres://…`, or another driver)
+    `postgresql+psycopg://…`. Raises `DatabaseUrlError` for anything else."""
+    if "://" not in database_url:
+        raise DatabaseUrlError(
+            f"{database_url!r} is not a database URL; use sqlite:///FILE.db or "
+            "postgresql://USER@HOST/DB"
+        )
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        raise DatabaseUrlError(f"{safe_url(database_url)} is not a valid database URL") from None
+    backend = url.get_backend_name()
+    backend = _BACKEND_ALIASES.get(backend, backend)
+    driver = _ASYNC_DRIVERS.get(backend)
+    if driver is None:
+        raise DatabaseUrlError(
+            f"{safe_url(database_url)}: Switchboard stores its data in SQLite or PostgreSQL, "
+            f"not {backend}"
+        )
+    if backend == "sqlite" and not url.database:
+        raise DatabaseUrlError(
+            f"{safe_url(database_url)} names no file; use sqlite:///FILE.db "
+            "(sqlite:////abs/path.db for an absolute path)"
+        )
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def safe_url(database_url: str) -> str:
+    """The URL as messages may show it: without its password."""
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the database URL"
+
+
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    url: URL = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database).resolve()
 
 
 def is_sqlite(database_url: str) -> bool:
@@ -35,8 +90,16 @@ def migrate(database_url: str) -> None:
 
 
 def create_engine(database_url: str) -> AsyncEngine:
+    """The async engine of `database_url`; its errors never quote parameters (message texts,
+    key hashes), so that they can be logged."""
     if not is_sqlite(database_url):
-        return create_async_engine(database_url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        return create_async_engine(
+            database_url,
+            pool_size=10,
+            max_overflow=10,
+            pool_pre_ping=True,
+            hide_parameters=True,
+        )
     # Readers run concurrently under WAL; the repository queues this process's writers.
     engine = create_async_engine(
         database_url,
@@ -47,6 +110,8 @@ def create_engine(database_url: str) -> AsyncEngine:
         # none for plain reads, so returning a connection needs no extra ROLLBACK round trip.
         pool_reset_on_return=None,
         connect_args={"timeout": 30},
+        # Errors quote their statement but not its parameters: those hold message texts.
+        hide_parameters=True,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
