@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from switchboard.v1 import model_service_pb2, model_service_pb2_grpc
 
@@ -11,7 +13,8 @@ from server.store.repository import Repository
 from server.store.tables import Agent
 
 
-def _model(agent: Agent) -> model_service_pb2.Model:
+def _model(agent: Agent, config: dict[str, Any]) -> model_service_pb2.Model:
+    """The model of `agent`, presented as its published version `config` says."""
     return model_service_pb2.Model(
         id=agent.slug or agent.id,
         object="model",
@@ -19,6 +22,10 @@ def _model(agent: Agent) -> model_service_pb2.Model:
         owned_by="switchboard",
         agent_id=agent.id,
         version=agent.latest_version,
+        display_name=config.get("display_name", ""),
+        description=config.get("description", ""),
+        greeting=config.get("greeting", ""),
+        quick_replies=config.get("quick_replies", []),
     )
 
 
@@ -33,9 +40,10 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         agents = await self._repository.list_agents(
             principal.workspace_id, limit=10_000, after=None, published_only=True
         )
+        visible = [a for a in agents if principal.may_use_agent(a.id, a.slug)]
+        configs = await self._repository.published_configs(visible)
         return model_service_pb2.ListModelsResponse(
-            object="list",
-            data=[_model(a) for a in agents if principal.may_use_agent(a.id, a.slug)],
+            object="list", data=[_model(a, c) for a, c in zip(visible, configs, strict=True)]
         )
 
     async def GetModel(
@@ -45,4 +53,4 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             raise InvalidArgument("model", "name the agent id or slug")
         principal = current_principal()
         published = await published_agent_for(self._repository, principal, request.model)
-        return _model(published.agent)
+        return _model(published.agent, published.config)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, insert, update
+from sqlalchemy import delete, func, insert, tuple_, update
 from sqlalchemy import select as select_columns
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -396,6 +396,23 @@ class Repository:
             assert version is not None
             config = self._versions[cache_key] = version.config
         return PublishedAgent(agent=row, version=row.latest_version, config=config)
+
+    async def published_configs(self, agents: Sequence[Agent]) -> list[dict[str, Any]]:
+        """The configs of the latest published versions of `agents` (each published), in one
+        query for those not cached yet."""
+        wanted = [(agent.id, agent.latest_version) for agent in agents]
+        missing = [key for key in wanted if key not in self._versions]
+        # In slices, so that the bound parameters stay within every database's limit.
+        for start in range(0, len(missing), 500):
+            query = select(AgentVersion).where(
+                tuple_(col(AgentVersion.agent_id), col(AgentVersion.version)).in_(
+                    missing[start : start + 500]
+                )
+            )
+            async with self.session() as db:
+                for version in await db.exec(query):
+                    self._versions[(version.agent_id, version.version)] = version.config
+        return [self._versions[key] for key in wanted]
 
     # Knowledge
 

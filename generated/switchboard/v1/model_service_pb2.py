@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchboard/v1/model_service.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"\x13\n\x11ListModelsRequest\"I\n\x12ListModelsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12#\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x15.switchboard.v1.Model\"&\n\x0fGetModelRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"i\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\x10\n\x08owned_by\x18\x04 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\x05\x32\xd7\x01\n\x0cModelService\x12g\n\nListModels\x12!.switchboard.v1.ListModelsRequest\x1a\".switchboard.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12^\n\x08GetModel\x12\x1f.switchboard.v1.GetModelRequest\x1a\x15.switchboard.v1.Model\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/models/{model}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"switchboard/v1/model_service.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"\x13\n\x11ListModelsRequest\"I\n\x12ListModelsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12#\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x15.switchboard.v1.Model\"&\n\x0fGetModelRequest\x12\x13\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\xbd\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\x10\n\x08owned_by\x18\x04 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\x14\n\x0c\x64isplay_name\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x10\n\x08greeting\x18\t \x01(\t\x12\x15\n\rquick_replies\x18\n \x03(\t2\xd7\x01\n\x0cModelService\x12g\n\nListModels\x12!.switchboard.v1.ListModelsRequest\x1a\".switchboard.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12^\n\x08GetModel\x12\x1f.switchboard.v1.GetModelRequest\x1a\x15.switchboard.v1.Model\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/models/{model}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,8 +45,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMODELSRESPONSE']._serialized_end=211
   _globals['_GETMODELREQUEST']._serialized_start=213
   _globals['_GETMODELREQUEST']._serialized_end=251
-  _globals['_MODEL']._serialized_start=253
-  _globals['_MODEL']._serialized_end=358
-  _globals['_MODELSERVICE']._serialized_start=361
-  _globals['_MODELSERVICE']._serialized_end=576
+  _globals['_MODEL']._serialized_start=254
+  _globals['_MODEL']._serialized_end=443
+  _globals['_MODELSERVICE']._serialized_start=446
+  _globals['_MODELSERVICE']._serialized_end=661
 # @@protoc_insertion_point(module_scope)

@@ -27,17 +27,25 @@ class GetModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class Model(_message.Message):
-    __slots__ = ("id", "object", "created", "owned_by", "agent_id", "version")
+    __slots__ = ("id", "object", "created", "owned_by", "agent_id", "version", "display_name", "description", "greeting", "quick_replies")
     ID_FIELD_NUMBER: _ClassVar[int]
     OBJECT_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     OWNED_BY_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    GREETING_FIELD_NUMBER: _ClassVar[int]
+    QUICK_REPLIES_FIELD_NUMBER: _ClassVar[int]
     id: str
     object: str
     created: int
     owned_by: str
     agent_id: str
     version: int
-    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created: _Optional[int] = ..., owned_by: _Optional[str] = ..., agent_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    display_name: str
+    description: str
+    greeting: str
+    quick_replies: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., object: _Optional[str] = ..., created: _Optional[int] = ..., owned_by: _Optional[str] = ..., agent_id: _Optional[str] = ..., version: _Optional[int] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., greeting: _Optional[str] = ..., quick_replies: _Optional[_Iterable[str]] = ...) -> None: ...
