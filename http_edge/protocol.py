@@ -4,10 +4,15 @@ httptools keeps no limit of its own: it grows a header or the URL by concatenati
 as the client writes, which lets one request hold the event loop for seconds. This protocol
 counts the bytes of each request head (request line and headers) as they arrive and answers
 `431 Request Header Fields Too Large` once they pass the limit, then closes the connection.
+
+It also holds each response head back until the body's first bytes are written (or the event
+loop's current round ends): a whole JSON response then leaves in one write, one segment that
+wakes the client once, instead of a head and a body in two.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
@@ -41,6 +46,10 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._head_upper = 0
         self._head_lower = 0
         self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.transport = _HeadWithBody(transport)  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -97,6 +106,44 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+
+
+class _HeadWithBody:
+    """The connection's transport, holding a response head until the next write (or the end of
+    the loop's round, or a close) so that the two leave together. Every write goes through it,
+    so bytes keep their order."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head + data)
+        elif data.startswith(b"HTTP/1.1 ") and data.endswith(b"\r\n\r\n"):
+            self._head = data
+            asyncio.get_running_loop().call_soon(self.flush)
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def bounded_head_protocol(limit: int) -> type[BoundedHeadProtocol]:
