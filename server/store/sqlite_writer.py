@@ -174,6 +174,8 @@ def _by_keys(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str,
 
 
 def _close(thread: ThreadPoolExecutor, connection: list[sqlite3.Connection]) -> None:
+    # Also runs at interpreter exit, after the executors stopped taking work: a transaction
+    # still running ends first, then the connection closes from here.
+    thread.shutdown(wait=True)
     if connection:
-        thread.submit(connection[0].close)
-    thread.shutdown(wait=False)
+        connection[0].close()
