@@ -35,7 +35,7 @@ _K1, _B = 1.2, 0.75
 MAX_TERMS = 32
 # Candidates are held under this many passages, whatever the question (unless its rarest
 # term alone occurs more often).
-CANDIDATE_BUDGET = 1000
+CANDIDATE_BUDGET = 400
 # How many of the index's best passages are scored; the best `limit` of them are returned.
 RESCORED = 10
 # The row of `knowledge_terms` that counts all of an agent's passages and terms.
