@@ -66,6 +66,7 @@ _USER_AGENT = b"switchboard"
 _DATA = b"data:"
 _DONE = b"[DONE]"
 _SSE = b"text/event-stream"
+_JSON = json.JSONDecoder()
 _URL_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
@@ -325,7 +326,8 @@ def _json_document(body: bytes) -> Any:
 
 
 class _Lines:
-    """Splits a byte stream into lines (without their `\\n` or `\\r\\n`)."""
+    """Splits a byte stream into lines and keeps the `data:` ones, the only lines of an SSE
+    stream a chat completion needs (blank lines, comments, `event:` and `id:` are dropped)."""
 
     __slots__ = ("_pending",)
 
@@ -337,7 +339,7 @@ class _Lines:
             data = self._pending + data
         lines = data.split(b"\n")
         self._pending = lines.pop()
-        return lines
+        return [line for line in lines if line.startswith(_DATA)]
 
     def rest(self) -> bytes:
         rest, self._pending = self._pending, b""
@@ -362,7 +364,11 @@ class _ReplyDecoder:
             self.done = True
             return ()
         try:
-            chunk = json.loads(data)
+            # `raw_decode` of the text skips what `json.loads` adds around the C scanner.
+            text = data.decode()
+            chunk, end = _JSON.raw_decode(text)
+            if end != len(text):
+                raise ValueError("trailing data")
         except ValueError:
             raise UpstreamError("the agent's upstream model sent a malformed chunk") from None
         if not isinstance(chunk, dict):
@@ -701,6 +707,14 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as error:
             self._fail(ConnectionError(f"malformed HTTP response: {error}"))
             self.close()
+            return
+        if self._body:
+            self._buffered += len(data)
+            if self._buffered > _READ_HIGH_WATER and not self._paused and self._transport:
+                self._paused = True
+                self._transport.pause_reading()
+        # One wake-up for whatever this read completed: the head, body bytes, the end.
+        self._wake()
 
     def eof_received(self) -> bool:
         return False
@@ -730,21 +744,14 @@ class _Connection(asyncio.Protocol):
         self.head_done = True
         # llhttp answers this only until the message ends.
         self._keep_alive = self._parser.should_keep_alive()
-        self._wake()
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
-        self._buffered += len(body)
-        if self._buffered > _READ_HIGH_WATER and not self._paused and self._transport:
-            self._paused = True
-            self._transport.pause_reading()
-        self._wake()
 
     def on_message_complete(self) -> None:
         if self.status < 200:
             return
         self.complete = True
-        self._wake()
 
     def _fail(self, error: OSError) -> None:
         if self._error is None:

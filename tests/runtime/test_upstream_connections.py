@@ -37,9 +37,10 @@ class RawUpstream:
     """An OpenAI-compatible upstream on raw sockets, so that a test decides the framing and
     the life of each connection. `mode` is `chunked` (keep-alive), `close_idle` (keep-alive
     promised, but a second request on a connection finds it closed, as when an upstream drops
-    an idle connection just as the request goes out) or `until_close` (no length, the body
-    ends with the connection). It counts the connections it accepted and keeps the request
-    line of each request."""
+    an idle connection just as the request goes out), `until_close` (no length, the body
+    ends with the connection) or `ragged` (CRLF line ends, comment and `event:` lines, and
+    the body written a few bytes at a time, lines cut anywhere). It counts the connections it
+    accepted and keeps the request line of each request."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -96,6 +97,23 @@ class RawUpstream:
                     writer.write(b"".join(events))
                     await writer.drain()
                     break
+                if self.mode == "ragged":
+                    body = b": keep-alive\r\n\r\n" + b"".join(
+                        b"event: message\r\n" + e.replace(b"\n\n", b"\r\n\r\n") for e in events
+                    )
+                    events = [body[i : i + 7] for i in range(0, len(body), 7)]
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                        b"transfer-encoding: chunked\r\n\r\n"
+                    )
+                    for piece in events:
+                        writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                        await writer.drain()
+                        await asyncio.sleep(0)
+                    writer.write(b"0\r\n\r\n")
+                    await writer.drain()
+                    served += 1
+                    continue
                 chunked = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events)
                 writer.write(
                     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
@@ -156,6 +174,16 @@ def test_a_reply_ended_by_the_connection_is_read_whole(
     raw_upstream.mode = "until_close"
     assert _ask(client, slug) == "".join(REPLY)
     assert _ask(client, slug, stream=True) == "".join(REPLY)
+
+
+def test_lines_cut_anywhere_with_crlf_and_comments_are_read(
+    client: httpx.Client, raw_upstream: RawUpstream, upstream_agent: Callable[..., Any]
+) -> None:
+    slug, _ = upstream_agent(base_url=f"http://127.0.0.1:{raw_upstream.port}/v1")
+    raw_upstream.mode = "ragged"
+    assert _ask(client, slug, stream=True) == "".join(REPLY)
+    assert _ask(client, slug) == "".join(REPLY)
+    assert raw_upstream.connections == 1
 
 
 def test_an_upstream_behind_a_proxy_is_reached_through_it(
