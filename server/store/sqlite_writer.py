@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import queue
 import sqlite3
+import threading
 import weakref
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table
@@ -52,40 +53,103 @@ class SQLiteWriter:
         return cls(database, engine.dialect)
 
     def __init__(self, path: str, dialect: Dialect) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._transactions = _Transactions(path, dialect)
+        # The thread holds the queue and the transactions, never this object, so that
+        # dropping the writer stops the thread; at interpreter exit, a transaction still
+        # running ends before the connection closes.
+        self._thread = threading.Thread(
+            target=_serve, args=(self._jobs, self._transactions), name="sqlite-writer", daemon=True
+        )
+        self._started = False
+        weakref.finalize(self, _stop, self._jobs, self._thread)
+
+    @staticmethod
+    def handles(batch: Sequence[TurnWrite]) -> bool:
+        """Whether every write of `batch` holds only what this writer stores."""
+        for work in batch:
+            extras = _EXTRA_FIELDS.get(type(work))
+            if extras is None:
+                extras = _EXTRA_FIELDS[type(work)] = _extra_fields(type(work))
+            if not all(getattr(work, name) == default for name, default in extras):
+                return False
+        return True
+
+    async def write(self, batch: Sequence[TurnWrite]) -> list[int | None]:
+        """Commits `batch` in one transaction; returns each write's first reserved position
+        (None if its session does not exist, or if it reserved none)."""
+        if not self._started:
+            self._thread.start()
+            self._started = True
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[int | None]] = loop.create_future()
+        self._jobs.put((batch, loop, done))
+        return await done
+
+
+_Job = tuple["Sequence[TurnWrite]", asyncio.AbstractEventLoop, "asyncio.Future[list[int | None]]"]
+# Per kind of write: the fields this writer does not store, with the value each must keep
+# (its default) for the writer to take the write; a field without a default is never taken.
+_EXTRA_FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {}
+_NEVER = object()
+
+
+def _extra_fields(kind: type) -> tuple[tuple[str, Any], ...]:
+    extras = []
+    for spec in dataclasses.fields(kind):
+        if spec.name in _KNOWN_FIELDS:
+            continue
+        if spec.default is not dataclasses.MISSING:
+            extras.append((spec.name, spec.default))
+        elif spec.default_factory is not dataclasses.MISSING:
+            extras.append((spec.name, spec.default_factory()))
+        else:
+            extras.append((spec.name, _NEVER))
+    return tuple(extras)
+
+
+def _serve(jobs: queue.SimpleQueue[_Job | None], transactions: _Transactions) -> None:
+    try:
+        while (job := jobs.get()) is not None:
+            batch, loop, done = job
+            try:
+                result = transactions.run(batch)
+            except BaseException as error:
+                loop.call_soon_threadsafe(_settle, done, None, error)
+            else:
+                loop.call_soon_threadsafe(_settle, done, result, None)
+    finally:
+        transactions.close()
+
+
+def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(result)
+
+
+def _stop(jobs: queue.SimpleQueue[_Job | None], thread: threading.Thread) -> None:
+    jobs.put(None)
+    if thread.is_alive():
+        thread.join()
+
+
+class _Transactions:
+    """The writer thread's side: its connection, and the statements it has prepared."""
+
+    def __init__(self, path: str, dialect: Dialect) -> None:
         self._path = path
         self._dialect = dialect
         self._tables: dict[str, Table] = {name: SQLModel.metadata.tables[name] for name in _TABLES}
         self._inserts: dict[tuple[str, tuple[str, ...]], _Insert] = {}
         updated_at = self._tables["sessions"].c.updated_at.type
         self._updated_at = updated_at.dialect_impl(dialect).bind_processor(dialect)
-        self._connection: list[sqlite3.Connection] = []
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        weakref.finalize(self, _close, self._thread, self._connection)
+        self._connection: sqlite3.Connection | None = None
 
-    @staticmethod
-    def handles(batch: Sequence[TurnWrite]) -> bool:
-        """Whether every write of `batch` holds only what this writer stores."""
-        for work in batch:
-            for spec in dataclasses.fields(work):
-                if spec.name in _KNOWN_FIELDS:
-                    continue
-                if spec.default is not dataclasses.MISSING:
-                    default = spec.default
-                elif spec.default_factory is not dataclasses.MISSING:
-                    default = spec.default_factory()
-                else:
-                    return False
-                if getattr(work, spec.name) != default:
-                    return False
-        return True
-
-    async def write(self, batch: Sequence[TurnWrite]) -> list[int | None]:
-        """Commits `batch` in one transaction; returns each write's first reserved position
-        (None if its session does not exist, or if it reserved none)."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._transaction, batch)
-
-    def _transaction(self, batch: Sequence[TurnWrite]) -> list[int | None]:
+    def run(self, batch: Sequence[TurnWrite]) -> list[int | None]:
         connection = self._connect()
         connection.execute("BEGIN IMMEDIATE")
         try:
@@ -113,6 +177,11 @@ class SQLiteWriter:
             raise
         return results
 
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
     def _reserve(self, connection: sqlite3.Connection, work: TurnWrite) -> int | None:
         assert work.reserve is not None
         workspace_id, session_id = work.reserve
@@ -132,14 +201,11 @@ class SQLiteWriter:
         return insert
 
     def _connect(self) -> sqlite3.Connection:
-        if not self._connection:
-            connection = sqlite3.connect(
-                self._path, timeout=30, isolation_level=None, check_same_thread=False
-            )
+        if self._connection is None:
+            self._connection = sqlite3.connect(self._path, timeout=30, isolation_level=None)
             for pragma in _PRAGMAS:
-                connection.execute(f"PRAGMA {pragma}")
-            self._connection.append(connection)
-        return self._connection[0]
+                self._connection.execute(f"PRAGMA {pragma}")
+        return self._connection
 
 
 class _Insert:
@@ -171,11 +237,3 @@ def _by_keys(rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[dict[str,
     for row in rows:
         groups.setdefault(tuple(row), []).append(row)
     return groups
-
-
-def _close(thread: ThreadPoolExecutor, connection: list[sqlite3.Connection]) -> None:
-    # Also runs at interpreter exit, after the executors stopped taking work: a transaction
-    # still running ends first, then the connection closes from here.
-    thread.shutdown(wait=True)
-    if connection:
-        connection[0].close()
