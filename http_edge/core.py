@@ -15,6 +15,8 @@ Metadata = tuple[tuple[str, str], ...]
 # Request headers forwarded to the core as gRPC metadata of the same name.
 _FORWARDED_HEADERS = (b"authorization", b"idempotency-key", b"origin")
 _MAX_METADATA_VALUE = 8192
+# Response metadata of the core passed on to HTTP clients as headers of the same name.
+_PASSED_PREFIX = "x-ratelimit-"
 
 
 class CoreClient:
@@ -62,17 +64,31 @@ class CoreClient:
     def streaming(self, rpc_path: str) -> grpc.aio.UnaryStreamMultiCallable:
         return self._streaming[rpc_path]
 
-    async def is_serving(self, deadline_seconds: float = 1.0) -> bool:
-        """Whether the core answers a `grpc.health.v1` Check with SERVING."""
+    async def is_serving(self, deadline_seconds: float = 1.0, service: str = "") -> bool:
+        """Whether the core answers a `grpc.health.v1` Check (of `service`) with SERVING."""
         if self._health is None:
             return False
         try:
             reply: Any = await self._health.Check(
-                health_pb2.HealthCheckRequest(), timeout=deadline_seconds
+                health_pb2.HealthCheckRequest(service=service), timeout=deadline_seconds
             )
         except grpc.aio.AioRpcError:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+async def passed_headers(call: Any) -> list[tuple[bytes, bytes]]:
+    """The response metadata the core asks the edge to pass on as HTTP headers: what a
+    rate-limited key has left (`x-ratelimit-*`)."""
+    try:
+        metadata = await call.initial_metadata()
+    except (grpc.aio.AioRpcError, AttributeError):
+        return []
+    return [
+        (key.encode(), value.encode())
+        for key, value in metadata or ()
+        if key.startswith(_PASSED_PREFIX) and isinstance(value, str) and value.isascii()
+    ]
 
 
 def forwarded_metadata(headers: dict[bytes, bytes], request_id: str) -> Metadata:

@@ -9,6 +9,7 @@ from http_edge.transcoder import method_not_allowed
 from http_edge.types import Receive, Scope, Send
 
 _READY_TIMEOUT_SECONDS = 1.0
+_RATE_LIMITS = "switchboard.RateLimits"
 
 
 class Healthz:
@@ -28,6 +29,10 @@ class Readyz:
             await send_error(scope, send, method_not_allowed(["GET", "HEAD"]))
             return
         if await self._core.is_serving(_READY_TIMEOUT_SECONDS):
-            await send_bytes(send, 200, encode_json({"status": "ready"}))
+            body: dict[str, object] = {"status": "ready"}
+            if not await self._core.is_serving(_READY_TIMEOUT_SECONDS, _RATE_LIMITS):
+                # Still ready: limits fail open while their shared counters are unreachable.
+                body["detail"] = {"rate_limits": "Redis is unreachable; limits are not enforced"}
+            await send_bytes(send, 200, encode_json(body))
         else:
             await send_bytes(send, 503, encode_json({"status": "unavailable"}))

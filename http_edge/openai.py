@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from switchboard.v1 import completion_service_pb2 as completion_pb2
 
-from http_edge.core import CoreClient, Metadata, forwarded_metadata
+from http_edge.core import CoreClient, Metadata, forwarded_metadata, passed_headers
 from http_edge.errors import (
     ApiError,
     from_rpc_error,
@@ -275,7 +275,8 @@ class ChatCompletions:
         if completion is None:
             return
         body = encode_json(render_completion(completion))
-        await send_bytes(send, 200, body, [(b"x-session-id", completion.session_id.encode())])
+        headers = [(b"x-session-id", completion.session_id.encode()), *await passed_headers(call)]
+        await send_bytes(send, 200, body, headers)
 
     async def _stream(
         self,
@@ -295,7 +296,8 @@ class ChatCompletions:
             while item is not None:
                 if not started:
                     session_id = "" if item is PING else item.session_id
-                    await _start_sse(send, session_id)
+                    extra = await passed_headers(call) if item is not PING else []
+                    await _start_sse(send, session_id, extra)
                     started = True
                 if item is PING:
                     chunk = SSE_PING
@@ -354,8 +356,10 @@ class RedirectToChatCompletions:
         await send({"type": "http.response.body", "body": b""})
 
 
-async def _start_sse(send: Send, session_id: str) -> None:
-    headers = [SSE_CONTENT_TYPE, *STREAM_HEADERS]
+async def _start_sse(
+    send: Send, session_id: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [SSE_CONTENT_TYPE, *STREAM_HEADERS, *(extra or ())]
     if session_id:
         headers.append((b"x-session-id", session_id.encode()))
     await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -7,7 +7,7 @@ import asyncio
 import grpc
 from google.protobuf import message
 
-from http_edge.core import CoreClient, Metadata, forwarded_metadata
+from http_edge.core import CoreClient, Metadata, forwarded_metadata, passed_headers
 from http_edge.errors import ApiError, edge_error, from_rpc_error, missing_api_key, native_body
 from http_edge.marshal import build_request, check_raw_path, encode_json, response_to_dict
 from http_edge.mux import Route, RouteTable
@@ -108,7 +108,8 @@ class Transcoder:
             return
         if response is None:
             return
-        await send_bytes(send, 200, encode_json(response_to_dict(route, response)))
+        headers = await passed_headers(call)
+        await send_bytes(send, 200, encode_json(response_to_dict(route, response)), headers)
 
     async def _stream(
         self,
@@ -134,7 +135,12 @@ class Transcoder:
                         {
                             "type": "http.response.start",
                             "status": 200,
-                            "headers": [content_type, *STREAM_HEADERS],
+                            "headers": [
+                                content_type,
+                                *STREAM_HEADERS,
+                                # A ping comes before any message: no metadata to wait for.
+                                *(await passed_headers(call) if item is not PING else ()),
+                            ],
                         }
                     )
                     started = True

@@ -3,6 +3,7 @@ edge in the same process, through a `LocalChannel`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -20,20 +21,30 @@ from switchboard.v1 import (
     model_service_pb2_grpc,
     session_service_pb2,
     session_service_pb2_grpc,
+    usage_service_pb2,
+    usage_service_pb2_grpc,
+    workspace_service_pb2,
+    workspace_service_pb2_grpc,
 )
 
 from server.auth import AuthInterceptor
 from server.backends.openai_compatible import shared_client
 from server.chat import TurnRunner, TurnSettings
 from server.idempotency import IdempotencyKeys
+from server.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from server.local_channel import HandlerCollector, LocalChannel
 from server.paging import PageTokens
+from server.replicas import ReplicaBus
 from server.services.agents import AgentService
 from server.services.completions import CompletionService
 from server.services.keys import KeyService
 from server.services.models import ModelService
 from server.services.sessions import SessionService
+from server.services.usage import UsageService
+from server.services.workspaces import WorkspaceService
 from server.store.repository import Repository
+from server.store.usage import UsageLedger
+from server.store.workspaces import Workspaces
 from server.telemetry import CallerTelemetry, GrpcDoorTelemetry, observe_caller
 
 log = logging.getLogger("switchboard")
@@ -46,8 +57,13 @@ SERVICE_NAMES = tuple(
         (completion_service_pb2, "CompletionService"),
         (model_service_pb2, "ModelService"),
         (key_service_pb2, "KeyService"),
+        (workspace_service_pb2, "WorkspaceService"),
+        (usage_service_pb2, "UsageService"),
     )
 )
+# Health of the shared rate-limit counters: NOT_SERVING while Redis is unreachable (the server
+# keeps serving, and limits are not enforced).
+RATE_LIMITS_HEALTH = "switchboard.RateLimits"
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
@@ -58,13 +74,27 @@ def _log_unexpected(error: BaseException, request_id: str | None) -> None:
 class Core:
     """One set of servicers, reachable over gRPC and in-process."""
 
-    def __init__(self, repository: Repository, turn_settings: TurnSettings | None = None) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        turn_settings: TurnSettings | None = None,
+        *,
+        redis_url: str | None = None,
+    ) -> None:
         self.repository = repository
         self._interceptor = AuthInterceptor(repository, _log_unexpected)
         self._health = health_aio.HealthServicer()
+        self._health_updates: set[asyncio.Future[None]] = set()
         # One pooled HTTP client per process, for upstream models and webhook tools.
         self._http = shared_client()
-        turns = TurnRunner(repository, self._http, turn_settings)
+        self._limiter: RateLimiter = (
+            RedisRateLimiter(redis_url, on_health=self._rate_limits_health)
+            if redis_url
+            else MemoryRateLimiter()
+        )
+        turns = TurnRunner(repository, self._http, turn_settings, limiter=self._limiter)
+        # With Redis, a cancel reaches the replica that runs the turn.
+        self._replicas = ReplicaBus(redis_url, turns.cancel) if redis_url else None
         idempotency = IdempotencyKeys(repository)
         pages = PageTokens(repository)
         self._servicers = (
@@ -74,7 +104,7 @@ class Core:
             ),
             (
                 session_service_pb2_grpc.add_SessionServiceServicer_to_server,
-                SessionService(repository, turns, idempotency, pages),
+                SessionService(repository, turns, idempotency, pages, self._replicas),
             ),
             (
                 completion_service_pb2_grpc.add_CompletionServiceServicer_to_server,
@@ -82,16 +112,40 @@ class Core:
             ),
             (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(repository)),
             (key_service_pb2_grpc.add_KeyServiceServicer_to_server, KeyService(repository, pages)),
+            (
+                workspace_service_pb2_grpc.add_WorkspaceServiceServicer_to_server,
+                WorkspaceService(Workspaces(repository)),
+            ),
+            (
+                usage_service_pb2_grpc.add_UsageServiceServicer_to_server,
+                UsageService(UsageLedger(repository), pages),
+            ),
             (health_pb2_grpc.add_HealthServicer_to_server, self._health),
         )
 
     async def start(self) -> None:
-        for name in (*SERVICE_NAMES, ""):
+        for name in (*SERVICE_NAMES, "", RATE_LIMITS_HEALTH):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if isinstance(self._limiter, RedisRateLimiter):
+            await self._limiter.ping()
+        if self._replicas is not None:
+            await self._replicas.start()
+
+    def _rate_limits_health(self, healthy: bool) -> None:
+        serving = health_pb2.HealthCheckResponse
+        status = serving.SERVING if healthy else serving.NOT_SERVING
+        # Kept until done: a task nobody references may be collected mid-flight.
+        task = asyncio.ensure_future(self._health.set(RATE_LIMITS_HEALTH, status))
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
 
     async def close(self) -> None:
-        """Releases the upstream connections and the database."""
+        """Releases the upstream connections, the shared counters and the database."""
         await self._http.aclose()
+        if isinstance(self._limiter, RedisRateLimiter):
+            await self._limiter.close()
+        if self._replicas is not None:
+            await self._replicas.close()
         await self.repository.close()
 
     def local_channel(self) -> LocalChannel:

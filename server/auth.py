@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -22,6 +22,7 @@ from server.errors import (
     Unauthenticated,
     to_grpc_status,
 )
+from server.limits import Rate
 from server.store.repository import PublishedAgent, Repository
 from server.validation import UNDECODABLE, check_request
 
@@ -32,6 +33,7 @@ ALL_SCOPES = (
     "sessions:read",
     "keys:write",
     "usage:read",
+    "workspace:admin",
 )
 
 
@@ -50,6 +52,9 @@ _AGENTS_WRITE = Access(frozenset({"agents:write"}))
 _SESSIONS_READ = Access(frozenset({"sessions:read"}))
 _SESSIONS_WRITE = Access(frozenset({"chat:write"}))
 _KEYS = Access(frozenset({"keys:write"}))
+_USAGE = Access(frozenset({"usage:read"}))
+_WORKSPACE_READ = Access(frozenset({"workspace:admin", "usage:read"}))
+_WORKSPACE_ADMIN = Access(frozenset({"workspace:admin"}))
 _MODELS = Access(frozenset({"chat:write", "agents:read"}), publishable=True)
 # A publishable key reads the messages of a session it names (its widget's own conversation);
 # a secret key needs `sessions:read`.
@@ -84,6 +89,9 @@ ACCESS_BY_METHOD: dict[str, Access] = {
     "/switchboard.v1.KeyService/CreateKey": _KEYS,
     "/switchboard.v1.KeyService/ListKeys": _KEYS,
     "/switchboard.v1.KeyService/RevokeKey": _KEYS,
+    "/switchboard.v1.WorkspaceService/GetWorkspace": _WORKSPACE_READ,
+    "/switchboard.v1.WorkspaceService/UpdateWorkspace": _WORKSPACE_ADMIN,
+    "/switchboard.v1.UsageService/SummarizeUsage": _USAGE,
 }
 # Services that answer without a key: load balancers probe health, tools read reflection.
 PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -103,6 +111,7 @@ class Principal:
     kind: str
     scopes: frozenset[str]
     allowed_agents: frozenset[str]
+    rate: Rate = field(default_factory=Rate)
 
     @property
     def publishable(self) -> bool:
@@ -296,6 +305,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             kind=key.kind,
             scopes=granted,
             allowed_agents=frozenset(key.allowed_agents),
+            rate=Rate(key.requests_per_minute or 0, key.tokens_per_minute or 0),
         )
 
 

@@ -16,6 +16,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import httpx
 import jsonschema
 from google.protobuf import json_format
@@ -36,6 +37,7 @@ from server.backends.builtin import KnowledgeResponder
 from server.backends.openai_compatible import OpenAICompatibleBackend
 from server.errors import (
     FailedPrecondition,
+    InsufficientBalance,
     InvalidArgument,
     TurnCancelled,
     Unsupported,
@@ -44,8 +46,10 @@ from server.errors import (
 )
 from server.guardrails import Redactor, blocked_term, redactor_for
 from server.knowledge import count_tokens, search_terms
+from server.limits import LimitState, MemoryRateLimiter, RateLimiter
 from server.store.repository import MessageRecord, PublishedAgent, Repository, ScoredPassage
 from server.store.tables import utcnow
+from server.store.workspaces import Workspaces
 from server.telemetry import counted_tokens, observed_turn, traced, traced_step
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,8 @@ class TurnStarted:
     agent_id: str
     version: int
     backend: str
+    # What a rate-limited key has left, for the response headers.
+    limits: LimitState | None = None
 
 
 @dataclass(frozen=True)
@@ -133,8 +139,12 @@ class TurnRunner:
         repository: Repository,
         client: httpx.AsyncClient,
         settings: TurnSettings | None = None,
+        *,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self._repository = repository
+        self._workspaces = Workspaces(repository)
+        self._limiter: RateLimiter = limiter or MemoryRateLimiter()
         self._settings = settings or TurnSettings()
         self._builtin = KnowledgeResponder()
         self._upstream = OpenAICompatibleBackend(client)
@@ -181,6 +191,14 @@ class TurnRunner:
                 history = prompts.fit_history(records, self._settings.context_tokens)
         else:
             session_id = ids.new_id("sess")
+        balance = await self._workspaces.balance(principal.workspace_id)
+        if balance is not None and balance <= 0:
+            raise InsufficientBalance(
+                "the workspace's token balance is used up; ask its operator to add tokens"
+            )
+        limits = None
+        if principal.rate.limited:
+            limits = await self._limiter.admit(principal.key_id, principal.rate)
         blocked = blocked_term(agent.guardrails, _user_text(request))
         backend_name = backend.name(agent)
         redactor = redactor_for(agent.guardrails)
@@ -197,7 +215,9 @@ class TurnRunner:
         assert task is not None
         self._running.setdefault(session_id, set()).add(task)
         try:
-            yield TurnStarted(session_id, published.agent.id, published.version, backend_name)
+            yield TurnStarted(
+                session_id, published.agent.id, published.version, backend_name, limits
+            )
             if blocked is not None:
                 finish_reason = "content_filter"
                 refusal = agent.guardrails.refusal_reply or DEFAULT_REFUSAL_REPLY
@@ -264,6 +284,7 @@ class TurnRunner:
                     started=started,
                     first_token_at=first_token_at,
                 )
+            spent = reply.prompt_tokens + reply.completion_tokens if reply is not None else 0
             stored = await asyncio.shield(
                 self._repository.record_turn(
                     principal.workspace_id,
@@ -275,8 +296,11 @@ class TurnRunner:
                     exchange=exchange,
                     reply=reply,
                     usage=usage_row,
+                    debit=spent if balance is not None else 0,
                 )
             )
+            if spent and principal.rate.tokens_per_minute:
+                await asyncio.shield(self._limiter.spend(principal.key_id, principal.rate, spent))
         assert reply is not None
         yield TurnDone(stored, reply, list(agent.quick_replies), finish_reason)
 
@@ -468,6 +492,13 @@ class TurnRunner:
             "created_at": reply.created_at,
         }
         return reply, usage_row
+
+
+async def send_limit_headers(context: grpc.aio.ServicerContext, started: TurnStarted) -> None:
+    """Tells the caller what its rate-limited key has left, as response metadata that the HTTP
+    edge turns into OpenAI's `x-ratelimit-*` headers."""
+    if started.limits is not None:
+        await context.send_initial_metadata(started.limits.headers())
 
 
 def _assistant_calls(text: str, calls: Sequence[ToolCall]) -> dict[str, Any]:

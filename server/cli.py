@@ -34,6 +34,8 @@ from server.store.database import (
     sqlite_file,
 )
 from server.store.repository import Repository
+from server.tenancy_cli import usage as tenancy_usage
+from server.tenancy_cli import workspaces_app
 from server.worker import WorkerConfig, run_worker
 
 app = typer.Typer(
@@ -46,6 +48,8 @@ agents_app = typer.Typer(help="Inspect agents.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(agents_app, name="agents")
 app.add_typer(knowledge_app, name="knowledge")
+app.add_typer(workspaces_app, name="workspaces")
+app.command("usage")(tenancy_usage)
 
 T = TypeVar("T")
 
@@ -85,6 +89,14 @@ MaxHeader = Annotated[
         envvar="SWITCHBOARD_MAX_HEADER_BYTES",
         min=1024,
         help="Largest HTTP request line and headers together (431 above).",
+    ),
+]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--redis-url",
+        envvar="SWITCHBOARD_REDIS_URL",
+        help="Redis for rate-limit counters shared by replicas, e.g. redis://127.0.0.1:6379/0.",
     ),
 ]
 ContextTokens = Annotated[
@@ -287,6 +299,7 @@ def serve(
     max_body_bytes: MaxBody = defaults.DEFAULT_MAX_BODY_BYTES,
     max_header_bytes: MaxHeader = defaults.DEFAULT_MAX_HEADER_BYTES,
     shutdown_grace_seconds: ShutdownGrace = defaults.DEFAULT_SHUTDOWN_GRACE_SECONDS,
+    redis_url: RedisUrl = defaults.DEFAULT_REDIS_URL,
     context_tokens: ContextTokens = defaults.DEFAULT_CONTEXT_TOKENS,
     max_tool_steps: MaxToolSteps = defaults.DEFAULT_MAX_TOOL_STEPS,
     workers: Annotated[
@@ -318,6 +331,7 @@ def serve(
         shutdown_grace_seconds=shutdown_grace_seconds,
         reuse_port=workers > 1,
         turns=TurnSettings(context_tokens=context_tokens, max_tool_steps=max_tool_steps),
+        redis_url=redis_url,
         log_level=log_level.lower(),
         log_format=logs.resolve_format(log_format.lower()),
         metrics_token=metrics_token or None,

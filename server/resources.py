@@ -180,6 +180,12 @@ def key_to_proto(row: tables.ApiKey, secret: str = "") -> key_service_pb2.Key:
         secret=secret,
         create_time=timestamp(row.created_at),
         revoke_time=timestamp(row.revoked_at),
+        rate_limit=key_service_pb2.RateLimit(
+            requests_per_minute=row.requests_per_minute or 0,
+            tokens_per_minute=row.tokens_per_minute or 0,
+        )
+        if row.requests_per_minute or row.tokens_per_minute
+        else None,
     )
 
 

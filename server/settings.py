@@ -14,6 +14,8 @@ DEFAULT_LOG_FORMAT = "auto"
 DEFAULT_MAX_HEADER_BYTES = 65_536
 # How long in-flight calls and streams may run after SIGTERM before they are ended.
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
+# Redis for rate-limit counters shared by replicas; None keeps them in process memory.
+DEFAULT_REDIS_URL: str | None = None
 # The history sent to a language model fits this many (estimated) tokens.
 DEFAULT_CONTEXT_TOKENS = 8192
 # Model steps per turn when the agent has tools; the last step is offered none.

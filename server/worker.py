@@ -56,6 +56,7 @@ class WorkerConfig:
     metrics_dir: str | None = None
     metrics_token: str | None = None
     otel: bool = False
+    redis_url: str | None = None
 
 
 def run_worker(config: WorkerConfig, shared_generation: Any = None, ready: Any = None) -> None:
@@ -81,7 +82,7 @@ async def _serve(
     # The HTTP port first: a taken port fails the start before anything else runs.
     listener = listen(config.http_addr, config.reuse_port) if config.http_addr else None
     repository = Repository(create_engine(config.database_url), generation)
-    core = Core(repository, config.turns)
+    core = Core(repository, config.turns, redis_url=config.redis_url)
     await core.start()
     grpc_server = await core.serve_grpc(config.grpc_addr, reuse_port=config.reuse_port)
     stop = asyncio.Event()

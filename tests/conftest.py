@@ -155,10 +155,23 @@ def run_server(
             process.wait()
 
 
+# `make test` runs the API suites a second time with this set to `postgresql`, so that every
+# door is tried on both databases.
+SHARED_DATABASE = os.environ.get("SWITCHBOARD_TEST_DATABASE", "sqlite")
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """One server (core and edge) with the demo agent, shared by the whole run."""
-    with run_server(tmp_path_factory.mktemp("server")) as running:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RunningServer]:
+    """One server (core and edge) with the demo agent, shared by the whole run, on SQLite or,
+    with `SWITCHBOARD_TEST_DATABASE=postgresql`, on a fresh PostgreSQL database."""
+    database_url = None
+    if SHARED_DATABASE == "postgresql":
+        database_url = request.getfixturevalue("postgresql_url")
+    elif SHARED_DATABASE != "sqlite":
+        raise pytest.UsageError("SWITCHBOARD_TEST_DATABASE must be sqlite or postgresql")
+    with run_server(tmp_path_factory.mktemp("server"), database_url=database_url) as running:
         yield running
 
 

@@ -13,7 +13,14 @@ from switchboard.v1 import completion_service_pb2_grpc, usage_pb2
 
 from server import ids, resources
 from server.auth import current_principal
-from server.chat import ContentDelta, TurnDone, TurnRequest, TurnRunner, TurnStarted
+from server.chat import (
+    ContentDelta,
+    TurnDone,
+    TurnRequest,
+    TurnRunner,
+    TurnStarted,
+    send_limit_headers,
+)
 from server.errors import InvalidArgument
 from server.idempotency import IdempotencyKeys
 from server.store.repository import Repository
@@ -141,6 +148,7 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
             created = int(time.time())
             turn = _turn_request(request)
             started, done = await self._turns.run_to_end(principal, turn)
+            await send_limit_headers(context, started)
             return _completion(turn, started, done, ids.new_completion_id(), created)
 
         return await self._idempotency.once(
@@ -171,6 +179,7 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
             async for event in events:
                 if isinstance(event, TurnStarted):
                     started = event
+                    await send_limit_headers(context, event)
                     yield chunks.begin(
                         completion_id,
                         created,

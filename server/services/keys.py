@@ -56,6 +56,10 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
         elif key.allowed_agents or key.allowed_origins:
             field = "key.allowed_agents" if key.allowed_agents else "key.allowed_origins"
             raise InvalidArgument(field, "only publishable keys are limited to agents and origins")
+        rate = key.rate_limit
+        if rate.requests_per_minute < 0 or rate.tokens_per_minute < 0:
+            field = "requests_per_minute" if rate.requests_per_minute < 0 else "tokens_per_minute"
+            raise InvalidArgument(f"key.rate_limit.{field}", "must not be negative")
         row, secret = await self._repository.create_key(
             principal.workspace_id,
             display_name=key.display_name,
@@ -63,6 +67,8 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
             scopes=scopes,
             allowed_agents=allowed_agents,
             allowed_origins=key.allowed_origins,
+            requests_per_minute=rate.requests_per_minute or None,
+            tokens_per_minute=rate.tokens_per_minute or None,
         )
         return resources.key_to_proto(row, secret)
 

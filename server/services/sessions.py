@@ -19,10 +19,13 @@ from server.chat import (
     TurnDone,
     TurnRequest,
     TurnRunner,
+    TurnStarted,
+    send_limit_headers,
 )
 from server.errors import InvalidArgument, SwitchboardError
 from server.idempotency import IdempotencyKeys
 from server.paging import PageTokens
+from server.replicas import ReplicaBus
 from server.store.repository import Repository
 
 
@@ -82,7 +85,9 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         turns: TurnRunner,
         idempotency: IdempotencyKeys,
         pages: PageTokens,
+        replicas: ReplicaBus | None = None,
     ) -> None:
+        self._replicas = replicas
         self._repository = repository
         self._turns = turns
         self._idempotency = idempotency
@@ -173,7 +178,8 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
 
         async def produce() -> session_service_pb2.SendMessageResponse:
             turn = await self._turn_request(request)
-            _, done = await self._turns.run_to_end(principal, turn)
+            started, done = await self._turns.run_to_end(principal, turn)
+            await send_limit_headers(context, started)
             return _send_response(done)
 
         return await self._idempotency.once(
@@ -206,7 +212,9 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
                     await stack.enter_async_context(reserved)
                 events = await stack.enter_async_context(aclosing(self._turns.run(principal, turn)))
                 async for event in events:
-                    if isinstance(event, ContentDelta):
+                    if isinstance(event, TurnStarted):
+                        await send_limit_headers(context, event)
+                    elif isinstance(event, ContentDelta):
                         began = True
                         yield session_service_pb2.MessageEvent(
                             content=session_service_pb2.ContentDelta(text=event.text)
@@ -257,7 +265,10 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         principal = current_principal()
         row, _ = await self._repository.get_session(principal.workspace_id, session)
         principal.check_session_agent(row.agent_id, session)
-        return session_service_pb2.CancelTurnResponse(cancelled_turns=self._turns.cancel(session))
+        cancelled = self._turns.cancel(session)
+        if not cancelled and self._replicas is not None:
+            cancelled = await self._replicas.cancel_elsewhere(session)
+        return session_service_pb2.CancelTurnResponse(cancelled_turns=cancelled)
 
     async def _turn_request(self, request: session_service_pb2.SendMessageRequest) -> TurnRequest:
         session_id = resources.parse_name(request.parent, "sessions", "parent")

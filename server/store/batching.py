@@ -17,8 +17,8 @@ from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import SQLModel
 
-from server.store.sqlite_writer import SQLiteWriter
 from observability.metrics import metrics
+from server.store.sqlite_writer import SQLiteWriter
 from server.store.tables import utcnow
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 _SESSIONS = SQLModel.metadata.tables["sessions"]
 _MESSAGES = SQLModel.metadata.tables["messages"]
 _USAGE = SQLModel.metadata.tables["usage_records"]
+_WORKSPACES = SQLModel.metadata.tables["workspaces"]
 
 
 @dataclass
@@ -40,6 +41,9 @@ class TurnWrite:
     messages: list[dict[str, Any]] = field(default_factory=list)
     usage: list[dict[str, Any]] = field(default_factory=list)
     reserve: tuple[str, str] | None = None
+    # Tokens to debit from a metered workspace's balance, in the usage record's transaction,
+    # so that the ledger and the balance always agree.
+    debit: tuple[str, int] | None = None
 
 
 class WriteBatcher:
@@ -95,6 +99,7 @@ class WriteBatcher:
         sessions: list[dict[str, Any]] = []
         messages: list[dict[str, Any]] = []
         usage: list[dict[str, Any]] = []
+        debits: dict[str, int] = {}
         async with self._engine.begin() as connection:
             for work in batch:
                 first = None
@@ -106,12 +111,24 @@ class WriteBatcher:
                     for offset, row in enumerate(work.messages):
                         row["position"] = first + offset
                 results.append(first)
+                if work.debit is not None:
+                    workspace_id, tokens = work.debit
+                    debits[workspace_id] = debits.get(workspace_id, 0) + tokens
                 sessions.extend(work.sessions)
                 messages.extend(work.messages)
                 usage.extend(work.usage)
             for table, rows in ((_SESSIONS, sessions), (_MESSAGES, messages), (_USAGE, usage)):
                 if rows:
                     await connection.execute(insert(table), rows)
+            for workspace_id, tokens in debits.items():
+                # One conditional UPDATE: concurrent debits never lose one another.
+                await connection.execute(
+                    update(_WORKSPACES)
+                    .where(
+                        _WORKSPACES.c.id == workspace_id, _WORKSPACES.c.token_balance.is_not(None)
+                    )
+                    .values(token_balance=_WORKSPACES.c.token_balance - tokens)
+                )
         return results
 
     @staticmethod

@@ -190,6 +190,10 @@ class Repository:
         async with self._write_lock, self.session() as db:
             yield db
 
+    def writing(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        """A session for a write transaction, for the store's other repositories."""
+        return self._writing()
+
     async def close(self) -> None:
         await self.engine.dispose()
 
@@ -215,6 +219,8 @@ class Repository:
         scopes: Sequence[str],
         allowed_agents: Sequence[str] = (),
         allowed_origins: Sequence[str] = (),
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
     ) -> tuple[ApiKey, str]:
         """Stores a new key and returns it with its secret, which is not stored."""
         secret = ids.new_secret("pk" if kind == "publishable" else "sk")
@@ -228,6 +234,8 @@ class Repository:
             scopes=list(scopes),
             allowed_agents=list(allowed_agents),
             allowed_origins=list(allowed_origins),
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
         )
         async with self._writing() as db:
             db.add(key)
@@ -642,6 +650,7 @@ class Repository:
         reply: MessageRecord | None,
         usage: dict[str, Any] | None,
         exchange: Sequence[MessageRecord] = (),
+        debit: int = 0,
     ) -> list[MessageRecord]:
         """Appends a turn in one transaction: its incoming `(role, content)` messages, the
         tool calls and results of its `exchange`, then its reply and usage record if given;
@@ -670,6 +679,8 @@ class Repository:
             reply.position = len(stored) + 1
             stored.append(reply)
         work = TurnWrite(usage=[usage] if usage is not None else [])
+        if debit:
+            work.debit = (workspace_id, debit)
         if new_session:
             work.sessions.append(
                 {

@@ -37,6 +37,9 @@ class ApiKey(SQLModel, table=True):
     allowed_origins: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+    # Chat limits over any sliding minute; None means unlimited.
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
 
 
 class Agent(SQLModel, table=True):

@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n switchboard/v1/key_service.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x02\n\x03Key\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12%\n\x04kind\x18\x04 \x01(\x0e\x32\x17.switchboard.v1.KeyKind\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x16\n\x0e\x61llowed_agents\x18\x06 \x03(\t\x12\x17\n\x0f\x61llowed_origins\x18\x07 \x03(\t\x12\x14\n\x06prefix\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06secret\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0brevoke_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\":\n\x10\x43reateKeyRequest\x12&\n\x03key\x18\x01 \x01(\x0b\x32\x13.switchboard.v1.KeyB\x04\xe2\x41\x01\x02\"8\n\x0fListKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x10ListKeysResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.switchboard.v1.Key\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x10RevokeKeyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02*R\n\x07KeyKind\x12\x18\n\x14KEY_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fKEY_KIND_SECRET\x10\x01\x12\x18\n\x14KEY_KIND_PUBLISHABLE\x10\x02\x32\xb1\x02\n\nKeyService\x12Y\n\tCreateKey\x12 .switchboard.v1.CreateKeyRequest\x1a\x13.switchboard.v1.Key\"\x15\x82\xd3\xe4\x93\x02\x0f\"\x08/v1/keys:\x03key\x12_\n\x08ListKeys\x12\x1f.switchboard.v1.ListKeysRequest\x1a .switchboard.v1.ListKeysResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/keys\x12g\n\tRevokeKey\x12 .switchboard.v1.RevokeKeyRequest\x1a\x13.switchboard.v1.Key\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/{name=keys/*}:revoke:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n switchboard/v1/key_service.proto\x12\x0eswitchboard.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x02\n\x03Key\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x08\x12\x10\n\x02id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12%\n\x04kind\x18\x04 \x01(\x0e\x32\x17.switchboard.v1.KeyKind\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\x16\n\x0e\x61llowed_agents\x18\x06 \x03(\t\x12\x17\n\x0f\x61llowed_origins\x18\x07 \x03(\t\x12\x14\n\x06prefix\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06secret\x18\t \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0brevoke_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12-\n\nrate_limit\x18\x0c \x01(\x0b\x32\x19.switchboard.v1.RateLimit\"C\n\tRateLimit\x12\x1b\n\x13requests_per_minute\x18\x01 \x01(\x05\x12\x19\n\x11tokens_per_minute\x18\x02 \x01(\x05\":\n\x10\x43reateKeyRequest\x12&\n\x03key\x18\x01 \x01(\x0b\x32\x13.switchboard.v1.KeyB\x04\xe2\x41\x01\x02\"8\n\x0fListKeysRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"N\n\x10ListKeysResponse\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.switchboard.v1.Key\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x10RevokeKeyRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02*R\n\x07KeyKind\x12\x18\n\x14KEY_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fKEY_KIND_SECRET\x10\x01\x12\x18\n\x14KEY_KIND_PUBLISHABLE\x10\x02\x32\xb1\x02\n\nKeyService\x12Y\n\tCreateKey\x12 .switchboard.v1.CreateKeyRequest\x1a\x13.switchboard.v1.Key\"\x15\x82\xd3\xe4\x93\x02\x0f\"\x08/v1/keys:\x03key\x12_\n\x08ListKeys\x12\x1f.switchboard.v1.ListKeysRequest\x1a .switchboard.v1.ListKeysResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/v1/keys\x12g\n\tRevokeKey\x12 .switchboard.v1.RevokeKeyRequest\x1a\x13.switchboard.v1.Key\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/v1/{name=keys/*}:revoke:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,18 +56,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KEYSERVICE'].methods_by_name['ListKeys']._serialized_options = b'\202\323\344\223\002\n\022\010/v1/keys'
   _globals['_KEYSERVICE'].methods_by_name['RevokeKey']._loaded_options = None
   _globals['_KEYSERVICE'].methods_by_name['RevokeKey']._serialized_options = b'\202\323\344\223\002\035\"\030/v1/{name=keys/*}:revoke:\001*'
-  _globals['_KEYKIND']._serialized_start=712
-  _globals['_KEYKIND']._serialized_end=794
+  _globals['_KEYKIND']._serialized_start=828
+  _globals['_KEYKIND']._serialized_end=910
   _globals['_KEY']._serialized_start=149
-  _globals['_KEY']._serialized_end=472
-  _globals['_CREATEKEYREQUEST']._serialized_start=474
-  _globals['_CREATEKEYREQUEST']._serialized_end=532
-  _globals['_LISTKEYSREQUEST']._serialized_start=534
-  _globals['_LISTKEYSREQUEST']._serialized_end=590
-  _globals['_LISTKEYSRESPONSE']._serialized_start=592
-  _globals['_LISTKEYSRESPONSE']._serialized_end=670
-  _globals['_REVOKEKEYREQUEST']._serialized_start=672
-  _globals['_REVOKEKEYREQUEST']._serialized_end=710
-  _globals['_KEYSERVICE']._serialized_start=797
-  _globals['_KEYSERVICE']._serialized_end=1102
+  _globals['_KEY']._serialized_end=519
+  _globals['_RATELIMIT']._serialized_start=521
+  _globals['_RATELIMIT']._serialized_end=588
+  _globals['_CREATEKEYREQUEST']._serialized_start=590
+  _globals['_CREATEKEYREQUEST']._serialized_end=648
+  _globals['_LISTKEYSREQUEST']._serialized_start=650
+  _globals['_LISTKEYSREQUEST']._serialized_end=706
+  _globals['_LISTKEYSRESPONSE']._serialized_start=708
+  _globals['_LISTKEYSRESPONSE']._serialized_end=786
+  _globals['_REVOKEKEYREQUEST']._serialized_start=788
+  _globals['_REVOKEKEYREQUEST']._serialized_end=826
+  _globals['_KEYSERVICE']._serialized_start=913
+  _globals['_KEYSERVICE']._serialized_end=1218
 # @@protoc_insertion_point(module_scope)

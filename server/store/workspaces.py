@@ -1,0 +1,86 @@
+"""Workspaces: the tenants, their balances, and the gate a turn passes before it runs."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from server import ids
+from server.errors import NotFound, clip
+from server.store.repository import CACHE_SECONDS, Repository
+from server.store.tables import Workspace
+
+
+class Workspaces:
+    def __init__(self, repository: Repository) -> None:
+        self._repository = repository
+        # Workspaces seen without a balance, until when: they skip the balance read.
+        self._unmetered: dict[str, float] = {}
+
+    async def create(self, name: str) -> Workspace:
+        workspace = Workspace(id=ids.new_id("ws"), name=name)
+        async with self._repository.writing() as db:
+            db.add(workspace)
+            await db.commit()
+        return workspace
+
+    async def get(self, workspace_id: str) -> Workspace:
+        async with self._repository.session() as db:
+            workspace = await db.get(Workspace, workspace_id)
+        if workspace is None:
+            raise NotFound(f"workspace {clip(workspace_id)!r} does not exist")
+        return workspace
+
+    async def find(self, name_or_id: str) -> Workspace:
+        """By id, or by a name that only one workspace has."""
+        async with self._repository.session() as db:
+            found = await db.get(Workspace, name_or_id)
+            if found is not None:
+                return found
+            rows = list(await db.exec(select(Workspace).where(col(Workspace.name) == name_or_id)))
+        if len(rows) != 1:
+            which = "no workspace" if not rows else f"{len(rows)} workspaces"
+            raise NotFound(f"{which} named {clip(name_or_id)!r}; use its id")
+        return rows[0]
+
+    async def list_all(self) -> list[Workspace]:
+        async with self._repository.session() as db:
+            return list(await db.exec(select(Workspace).order_by(col(Workspace.created_at))))
+
+    async def rename(self, workspace_id: str, name: str) -> Workspace:
+        async with self._repository.writing() as db:
+            await db.exec(
+                update(Workspace).where(col(Workspace.id) == workspace_id).values(name=name)
+            )
+            await db.commit()
+        return await self.get(workspace_id)
+
+    async def set_balance(self, workspace_id: str, tokens: int | None) -> Workspace:
+        async with self._repository.writing() as db:
+            await db.exec(
+                update(Workspace)
+                .where(col(Workspace.id) == workspace_id)
+                .values(token_balance=tokens)
+            )
+            await db.commit()
+        self._unmetered.pop(workspace_id, None)
+        return await self.get(workspace_id)
+
+    async def balance(self, workspace_id: str) -> int | None:
+        """The tokens left, read fresh for a metered workspace (so that concurrent turns
+        overdraw by at most those already running); None for an unmetered one, which another
+        replica's operator may meter within `CACHE_SECONDS`."""
+        if self._unmetered.get(workspace_id, 0.0) > time.monotonic():
+            return None
+        async with self._repository.engine.connect() as connection:
+            table = Workspace.__table__  # type: ignore[attr-defined]
+            result = await connection.execute(
+                select(table.c.token_balance).where(table.c.id == workspace_id)
+            )
+            balance = result.scalar()
+        if balance is None:
+            self._unmetered[workspace_id] = time.monotonic() + CACHE_SECONDS
+            return None
+        return int(balance)
