@@ -156,8 +156,8 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
     ) -> session_service_pb2.ListMessagesResponse:
         session = resources.parse_name(request.parent, "sessions", "parent")
         principal = current_principal()
-        row, _ = await self._repository.get_session(principal.workspace_id, session)
-        principal.check_session_agent(row.agent_id, session)
+        owner = await self._repository.session_agent(principal.workspace_id, session)
+        principal.check_session_agent(owner, session)
         limit = resources.page_size(request.page_size, default=100)
         after = await self._pages.read_number(request, principal.workspace_id) or 0
         rows = await self._repository.list_messages(session, limit=limit + 1, after=after)
@@ -263,8 +263,8 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
     ) -> session_service_pb2.CancelTurnResponse:
         session = resources.parse_name(request.name, "sessions", "name")
         principal = current_principal()
-        row, _ = await self._repository.get_session(principal.workspace_id, session)
-        principal.check_session_agent(row.agent_id, session)
+        owner = await self._repository.session_agent(principal.workspace_id, session)
+        principal.check_session_agent(owner, session)
         cancelled = self._turns.cancel(session)
         if not cancelled and self._replicas is not None:
             cancelled = await self._replicas.cancel_elsewhere(session)
@@ -275,10 +275,11 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         if not request.content.strip():
             raise InvalidArgument("content", "must not be empty")
         principal = current_principal()
-        session, _ = await self._repository.get_session(principal.workspace_id, session_id)
-        principal.check_session_agent(session.agent_id, session_id)
+        # The owner alone, by primary key: a turn costs the same however long the session.
+        owner = await self._repository.session_agent(principal.workspace_id, session_id)
+        principal.check_session_agent(owner, session_id)
         return TurnRequest(
-            agent=session.agent_id,
+            agent=owner,
             messages=[("user", request.content)],
             session_id=session_id,
             content_field="content",
