@@ -18,7 +18,6 @@ from typing import Any
 
 import grpc
 import httpx
-import jsonschema
 from google.protobuf import json_format
 from switchboard.v1 import agent_pb2, completion_service_pb2
 
@@ -574,6 +573,9 @@ def _format_problem(text: str, response_format: dict[str, Any]) -> str | None:
     if response_format["type"] == "json_object" and not isinstance(document, dict):
         return "it is not a JSON object"
     if schema:
+        # Imported here: only structured outputs need it, and it costs every process 2.5 MB.
+        import jsonschema
+
         try:
             jsonschema.validate(document, schema)
         except jsonschema.ValidationError as error:
