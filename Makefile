@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test generate lint bench bench-retrieval install breaking
+.PHONY: run test generate lint bench bench-retrieval bench-streams install breaking
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 
 bench-retrieval: $(STAMP)
 	$(BIN)/python -m bench.retrieval
+
+# Thousands of paced SSE replies held at once: completed, failed, memory per open stream.
+bench-streams: $(STAMP)
+	$(BIN)/python -m bench.streams
 
 breaking: $(STAMP)
 	$(BIN)/buf breaking --against '.git#branch=main'

@@ -49,50 +49,39 @@ class RequestIdMiddleware:
         scope["request_id"] = request_id
         began = time.perf_counter()
         token = context.begin(request_id)
-        parent = tracing.parent_from_headers(_text_headers(scope)) if tracing.enabled() else None
-        attributes = {"http.request.method": scope["method"], tracing.REQUEST_ID: request_id}
-        name = f"{scope['method']} {scope['path']}"
-        with tracing.span(name, kind=SpanKind.SERVER, parent=parent, attributes=attributes) as span:
-            outcome = _Outcome()
+        span_of_request = tracing.span("")
+        if tracing.enabled():
+            attributes = {"http.request.method": scope["method"], tracing.REQUEST_ID: request_id}
+            span_of_request = tracing.span(
+                f"{scope['method']} {scope['path']}",
+                kind=SpanKind.SERVER,
+                parent=tracing.parent_from_headers(_text_headers(scope)),
+                attributes=attributes,
+            )
+        response = _Response(send, (b"x-request-id", request_id.encode()), scope)
+        with span_of_request as span:
             try:
-                await self._respond(scope, receive, send, request_id, outcome)
+                if "\n" in scope["path"]:
+                    # No route holds a line feed, and the router's patterns would miss it into
+                    # a plain-text 404: it is answered here in the surface's error shape.
+                    error = edge_error(grpc.StatusCode.NOT_FOUND, 404, "NOT_FOUND", "Not Found")
+                    await send_error(scope, response, error)
+                    return
+                try:
+                    await self.app(scope, receive, response)  # type: ignore[operator]
+                except Exception:
+                    logger.exception("request %s failed", request_id)
+                    if not response.status:
+                        error = edge_error(
+                            grpc.StatusCode.INTERNAL, 500, "INTERNAL", "internal error"
+                        )
+                        await send_error(scope, response, error)
             finally:
-                self._record(scope, began, outcome, span)
+                self._record(scope, began, response, span)
                 context.end(token)
 
-    async def _respond(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str, outcome: _Outcome
-    ) -> None:
-        header = (b"x-request-id", request_id.encode())
-        started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                outcome.status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
-                if _content_type(message["headers"]).startswith(_STREAM_TYPES):
-                    outcome.stream_door = _door(scope)
-                    metrics().active_streams.labels(outcome.stream_door).inc()
-            await send(message)
-
-        if "\n" in scope["path"]:
-            # No route holds a line feed, and the router's patterns would miss it into a
-            # plain-text 404: it is answered here in the surface's error shape.
-            error = edge_error(grpc.StatusCode.NOT_FOUND, 404, "NOT_FOUND", "Not Found")
-            await send_error(scope, send_with_id, error)
-            return
-        try:
-            await self.app(scope, receive, send_with_id)  # type: ignore[operator]
-        except Exception:
-            logger.exception("request %s failed", request_id)
-            if not started:
-                error = edge_error(grpc.StatusCode.INTERNAL, 500, "INTERNAL", "internal error")
-                await send_error(scope, send_with_id, error)
-
     @staticmethod
-    def _record(scope: Scope, began: float, outcome: _Outcome, span: Any) -> None:
+    def _record(scope: Scope, began: float, outcome: _Response, span: Any) -> None:
         seconds = time.perf_counter() - began
         door, route = _door(scope), _route(scope)
         status = outcome.status or _CLIENT_CLOSED
@@ -122,14 +111,28 @@ class RequestIdMiddleware:
                 tracing.fail(span, str(status))
 
 
-class _Outcome:
-    """What a request's response was: its status, and the door of its stream if it streamed."""
+class _Response:
+    """The app's `send`: adds the request id to the response head, and notes its status and
+    the door of its stream if it streams. An object rather than a closure: it lives as long as
+    each open stream, and is smaller."""
 
-    __slots__ = ("status", "stream_door")
+    __slots__ = ("_header", "_scope", "_send", "status", "stream_door")
 
-    def __init__(self) -> None:
+    def __init__(self, send: Send, header: tuple[bytes, bytes], scope: Scope) -> None:
+        self._send = send
+        self._header = header
+        self._scope = scope
         self.status = 0
         self.stream_door: str | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), self._header]
+            if _content_type(message["headers"]).startswith(_STREAM_TYPES):
+                self.stream_door = _door(self._scope)
+                metrics().active_streams.labels(self.stream_door).inc()
+        await self._send(message)
 
 
 def _door(scope: Scope) -> str:

@@ -45,6 +45,9 @@ class EdgeServer(uvicorn.Server):
                 access_log=False,
                 # uvicorn's own lines go through the process's log format, not its own.
                 log_config=None,
+                # No X-Forwarded-For rewriting: nothing reads the client address, and its
+                # middleware is one more frame around every open stream.
+                proxy_headers=False,
                 lifespan="on",
                 timeout_graceful_shutdown=math.ceil(shutdown_grace_seconds + _LAST_WRITE_SECONDS),
                 **options,

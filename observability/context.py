@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestContext:
     """What the log lines of one request say about it; None is not known (yet)."""
 

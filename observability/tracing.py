@@ -61,20 +61,33 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-@contextlib.contextmanager
+# What `span` gives when tracing is off: one object for every block, no allocation.
+_NO_SPAN: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+
+
 def span(
     name: str,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, Any] | None = None,
     parent: otel_context.Context | None = None,
-) -> Iterator[Span | None]:
+) -> contextlib.AbstractContextManager[Span | None]:
     """A span current for the block (None when tracing is off); an exception escaping the
     block marks it failed."""
     if _tracer is None:
-        yield None
-        return
-    with _tracer.start_as_current_span(
+        return _NO_SPAN
+    return _span(_tracer, name, kind, attributes, parent)
+
+
+@contextlib.contextmanager
+def _span(
+    tracer: trace.Tracer,
+    name: str,
+    kind: SpanKind,
+    attributes: Mapping[str, Any] | None,
+    parent: otel_context.Context | None,
+) -> Iterator[Span]:
+    with tracer.start_as_current_span(
         name,
         context=parent,
         kind=kind,

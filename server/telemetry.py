@@ -178,12 +178,12 @@ def observe_caller(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMetho
     if handler.unary_stream:
         inner_stream = handler.unary_stream
 
-        async def stream(request: Any, servicer_context: Any) -> Any:
+        def stream(request: Any, servicer_context: Any) -> Any:
             _bind_workspace()
-            with tracing.span(f"core {method}", attributes=_attrs()):
-                async with aclosing(inner_stream(request, servicer_context)) as responses:
-                    async for response in responses:
-                        yield response
+            if not tracing.enabled():
+                # No generator of its own around every open stream when there is no span.
+                return inner_stream(request, servicer_context)
+            return _traced_stream(method, inner_stream(request, servicer_context))
 
         return grpc.unary_stream_rpc_method_handler(
             stream,
@@ -191,6 +191,13 @@ def observe_caller(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMetho
             response_serializer=handler.response_serializer,
         )
     return handler
+
+
+async def _traced_stream(method: str, responses: Any) -> Any:
+    with tracing.span(f"core {method}", attributes=_attrs()):
+        async with aclosing(responses) as opened:
+            async for response in opened:
+                yield response
 
 
 def _bind_workspace() -> None:

@@ -12,6 +12,7 @@ replies before the database is closed."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import gc
 import logging
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("switchboard")
 
+# glibc's `mallopt` parameter for the most malloc arenas a process keeps.
+_M_ARENA_MAX = -8
 # The time turns cancelled at the end of the grace period get to store their partial replies.
 _TURN_WRITE_SECONDS = 5.0
 
@@ -62,6 +65,7 @@ class WorkerConfig:
 def run_worker(config: WorkerConfig, shared_generation: Any = None, ready: Any = None) -> None:
     """Serves until SIGTERM or SIGINT, then drains in-flight calls and streams. Tells `ready`
     (a function, or a pipe's sending end) once it listens on both ports."""
+    _fewer_malloc_arenas()
     logs.configure(config.log_level, config.log_format)
     if config.metrics_dir:
         metrics.use_multiprocess(config.metrics_dir)
@@ -74,6 +78,17 @@ def run_worker(config: WorkerConfig, shared_generation: Any = None, ready: Any =
         raise SystemExit(f"switchboard: {error}") from None
     finally:
         tracing.shutdown()
+
+
+def _fewer_malloc_arenas() -> None:
+    """Has glibc keep two malloc arenas instead of one per thread and core. The database
+    threads' arenas otherwise keep what a burst of turns once needed, about 6 KB more of
+    resident memory per open stream (measured with `make bench-streams`)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(_M_ARENA_MAX, 2)
 
 
 async def _serve(

@@ -20,6 +20,8 @@ DEFAULT_FALLBACK_REPLY = (
 _WORDS_PER_DELTA = 4
 # A word with the whitespace after it, so that deltas concatenate to the exact reply.
 _WORD_WITH_SPACE = re.compile(r"\S+\s*|\s+")
+# The next delta: up to `_WORDS_PER_DELTA` of those.
+_GROUP = re.compile(rf"(?:\S+\s*|\s+){{1,{_WORDS_PER_DELTA}}}")
 
 
 class KnowledgeResponder:
@@ -28,10 +30,16 @@ class KnowledgeResponder:
 
     async def stream(self, turn: TurnContext) -> AsyncGenerator[BackendEvent, None]:
         interval = turn.agent.backend.builtin.delta_interval_ms / 1000
-        for index, delta in enumerate(word_groups(reply_text(turn))):
-            if interval and index:
+        text = reply_text(turn)
+        # Groups are cut as they are sent, not all at once: a paced reply holds only its text.
+        position = 0
+        while position < len(text):
+            group = _GROUP.match(text, position)
+            assert group is not None
+            if interval and position:
                 await asyncio.sleep(interval)
-            yield TextDelta(delta)
+            position = group.end()
+            yield TextDelta(group.group())
 
 
 def reply_text(turn: TurnContext) -> str:
