@@ -21,9 +21,16 @@ import grpc
 from opentelemetry.trace import SpanKind
 
 from observability import context, tracing
-from observability.metrics import metrics
+from observability.metrics import REFUSAL_BALANCE, REFUSAL_RATE_LIMIT, count_refusal, metrics
 from server.auth import current_principal
-from server.errors import SwitchboardError, TurnCancelled, UpstreamRateLimited, UpstreamTimeout
+from server.errors import (
+    InsufficientBalance,
+    RateLimited,
+    SwitchboardError,
+    TurnCancelled,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+)
 
 access_log = logging.getLogger("switchboard.access")
 
@@ -293,7 +300,8 @@ def observed_turn(
     run: Callable[..., AsyncGenerator[Any, None]],
 ) -> Callable[..., AsyncGenerator[Any, None]]:
     """Times a turn (`TurnRunner.run`) by backend kind and outcome, and its first token,
-    inside a span; names its agent and session in the log context."""
+    inside a span; names its agent and session in the log context; counts the turns a rate
+    limit or a spent balance refused."""
 
     @functools.wraps(run)
     async def observed(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
@@ -329,6 +337,12 @@ def observed_turn(
                         yield event
             except (GeneratorExit, asyncio.CancelledError, TurnCancelled):
                 outcome = "cancelled"
+                raise
+            except InsufficientBalance:
+                count_refusal(REFUSAL_BALANCE)
+                raise
+            except RateLimited:
+                count_refusal(REFUSAL_RATE_LIMIT)
                 raise
             finally:
                 if backend is not None:

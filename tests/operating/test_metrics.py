@@ -26,6 +26,7 @@ from tests.operating.conftest import (
     webhook_tool,
 )
 from tests.runtime.upstream import Reply, ToolReceiver, ToolReply, Upstream
+from tests.tenancy.conftest import make_tenant
 
 CHAT = "/v1/chat/completions"
 QUESTION = {"role": "user", "content": "Do you ship to Canada?"}
@@ -219,3 +220,28 @@ def test_the_metrics_token_guards_the_endpoint(two_workers: RunningServer) -> No
         == 401
     )
     assert httpx.get(url, headers={"authorization": f"Bearer {METRICS_TOKEN}"}).status_code == 200
+
+
+def test_refusals_count_rate_limits_and_spent_balances(operated: RunningServer) -> None:
+    http = client_of(operated)
+    limited = http.post(
+        "/v1/keys",
+        json={
+            "display_name": "one a minute",
+            "scopes": ["chat:write"],
+            "rate_limit": {"requests_per_minute": 1},
+        },
+    )
+    assert limited.status_code == 200, limited.text
+    broke = make_tenant(operated, balance=0)
+    before = _scrape(operated)
+    headers = {"authorization": f"Bearer {limited.json()['secret']}"}
+    body = {"model": "support-bot", "messages": [QUESTION]}
+    assert httpx.post(f"{operated.http_url}{CHAT}", json=body, headers=headers).status_code == 200
+    assert httpx.post(f"{operated.http_url}{CHAT}", json=body, headers=headers).status_code == 429
+    refused = broke.http.post(CHAT, json={"model": "helper", "messages": [QUESTION]})
+    assert refused.status_code == 402
+    after = _scrape(operated)
+    for reason in ("rate_limit", "balance"):
+        counted = value(after, "switchboard_refusals_total", reason=reason)
+        assert counted - value(before, "switchboard_refusals_total", reason=reason) == 1
