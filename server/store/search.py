@@ -152,13 +152,10 @@ def sqlite_table(agent_id: str) -> str:
 
 
 def sqlite_create(agent_id: str) -> list[str]:
-    table = sqlite_table(agent_id)
-    weights = f"bm25({TITLE_WEIGHT}, {HEADING_WEIGHT}, {TEXT_WEIGHT})"
     return [
         # The terms are analysed already; the tokenizer only splits them at spaces.
-        f"CREATE VIRTUAL TABLE IF NOT EXISTS {table} USING fts5(title, heading, text, "
-        "tokenize='unicode61 remove_diacritics 0')",
-        f"INSERT INTO {table}({table}, rank) VALUES ('rank', '{weights}')",
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {sqlite_table(agent_id)} USING "
+        "fts5(title, heading, text, tokenize='unicode61 remove_diacritics 0')",
     ]
 
 
@@ -366,11 +363,12 @@ class PassageIndex:
             ranked = " OR ".join(f'"{term}"' for term in plan.rank)
             match = f"({match}) AND ({match} OR {ranked})"
         table = sqlite_table(agent_id)
+        rank = f"bm25({table}, {TITLE_WEIGHT}, {HEADING_WEIGHT}, {TEXT_WEIGHT})"
         query = text(
-            f"SELECT {_CANDIDATE_COLUMNS} FROM (SELECT rowid AS id, rank FROM {table} "
-            f"WHERE {table} MATCH :match ORDER BY rank LIMIT :limit) AS hit "
+            f"SELECT {_CANDIDATE_COLUMNS} FROM (SELECT rowid AS id, {rank} AS relevance "
+            f"FROM {table} WHERE {table} MATCH :match ORDER BY relevance LIMIT :limit) AS hit "
             "JOIN passages p ON p.id = hit.id "
-            "JOIN knowledge_documents d ON d.id = p.document_id ORDER BY hit.rank, p.id"
+            "JOIN knowledge_documents d ON d.id = p.document_id ORDER BY hit.relevance, p.id"
         )
         return (await connection.execute(query, {"match": match, "limit": RESCORED})).all()
 
