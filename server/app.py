@@ -15,6 +15,8 @@ from switchboard.v1 import (
     agent_service_pb2_grpc,
     completion_service_pb2,
     completion_service_pb2_grpc,
+    cors_service_pb2,
+    cors_service_pb2_grpc,
     key_service_pb2,
     key_service_pb2_grpc,
     model_service_pb2,
@@ -37,11 +39,13 @@ from server.paging import PageTokens
 from server.replicas import ReplicaBus
 from server.services.agents import AgentService
 from server.services.completions import CompletionService
+from server.services.cors import CorsService
 from server.services.keys import KeyService
 from server.services.models import ModelService
 from server.services.sessions import SessionService
 from server.services.usage import UsageService
 from server.services.workspaces import WorkspaceService
+from server.store.origins import ListedOrigins
 from server.store.repository import Repository
 from server.store.usage import UsageLedger
 from server.store.workspaces import Workspaces
@@ -65,6 +69,8 @@ SERVICE_NAMES = tuple(
 # keeps serving, and limits are not enforced).
 RATE_LIMITS_HEALTH = "switchboard.RateLimits"
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# Answers without a key (see `server.auth.PUBLIC_SERVICES`), so it stands apart from the above.
+CORS_SERVICE = cors_service_pb2.DESCRIPTOR.services_by_name["CorsService"].full_name
 
 
 def _log_unexpected(error: BaseException, request_id: str | None) -> None:
@@ -113,6 +119,10 @@ class Core:
             (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(repository)),
             (key_service_pb2_grpc.add_KeyServiceServicer_to_server, KeyService(repository, pages)),
             (
+                cors_service_pb2_grpc.add_CorsServiceServicer_to_server,
+                CorsService(ListedOrigins(repository)),
+            ),
+            (
                 workspace_service_pb2_grpc.add_WorkspaceServiceServicer_to_server,
                 WorkspaceService(Workspaces(repository)),
             ),
@@ -124,7 +134,7 @@ class Core:
         )
 
     async def start(self) -> None:
-        for name in (*SERVICE_NAMES, "", RATE_LIMITS_HEALTH):
+        for name in (*SERVICE_NAMES, CORS_SERVICE, "", RATE_LIMITS_HEALTH):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if isinstance(self._limiter, RedisRateLimiter):
             await self._limiter.ping()
@@ -172,7 +182,7 @@ class Core:
         for add, servicer in self._servicers:
             add(servicer, server)  # type: ignore[operator]
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, HEALTH_SERVICE, reflection.SERVICE_NAME), server
+            (*SERVICE_NAMES, CORS_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME), server
         )
         try:
             server.add_insecure_port(address)

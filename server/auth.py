@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -93,8 +94,11 @@ ACCESS_BY_METHOD: dict[str, Access] = {
     "/switchboard.v1.WorkspaceService/UpdateWorkspace": _WORKSPACE_ADMIN,
     "/switchboard.v1.UsageService/SummarizeUsage": _USAGE,
 }
-# Services that answer without a key: load balancers probe health, tools read reflection.
-PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Services that answer without a key: load balancers probe health, tools read reflection, and
+# the edge asks CorsService about CORS preflights, which browsers send without a key.
+PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.", "/switchboard.v1.CorsService/")
+# Initial metadata naming the origin whose browser may read the answer (see CorsService).
+CORS_GRANT_METADATA = "cors-allow-origin"
 _NOBODY = Access(frozenset())
 
 
@@ -111,6 +115,8 @@ class Principal:
     kind: str
     scopes: frozenset[str]
     allowed_agents: frozenset[str]
+    # The page origin of a browser call that the publishable key lists; it earns a CORS grant.
+    browser_origin: str | None = None
     rate: Rate = field(default_factory=Rate)
 
     @property
@@ -222,12 +228,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             inner_unary = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                granting: _GrantingContext | None = None
                 try:
-                    _principal.set(await authorize(context, access, name))
+                    principal = await authorize(context, access, name)
+                    _principal.set(principal)
                     check_request(request)
-                    return await inner_unary(request, context)
+                    if principal.browser_origin is None:
+                        return await inner_unary(request, context)
+                    granting = _GrantingContext(context, principal.browser_origin)
+                    response = await inner_unary(request, granting)
+                    await granting.send_grant()
+                    return response
                 except Exception as error:
-                    await _abort(context, error, on_unexpected)
+                    await _abort(granting or context, error, on_unexpected)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
@@ -238,13 +251,21 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             inner_stream = handler.unary_stream
 
             async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                granting: _GrantingContext | None = None
                 try:
-                    _principal.set(await authorize(context, access, name))
+                    principal = await authorize(context, access, name)
+                    _principal.set(principal)
                     check_request(request)
-                    async for response in inner_stream(request, context):
+                    if principal.browser_origin is not None:
+                        granting = _GrantingContext(context, principal.browser_origin)
+                    async for response in inner_stream(request, granting or context):
+                        if granting is not None:
+                            await granting.send_grant()
                         yield response
+                    if granting is not None:
+                        await granting.send_grant()
                 except Exception as error:
-                    await _abort(context, error, on_unexpected)
+                    await _abort(granting or context, error, on_unexpected)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
@@ -279,6 +300,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         if key is None:
             raise Unauthenticated("invalid or revoked API key", reason="API_KEY_INVALID")
         granted = frozenset(key.scopes)
+        browser_origin: str | None = None
         if key.kind == "publishable":
             if not access.publishable:
                 raise PermissionDenied(
@@ -299,14 +321,51 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     f"this key may only be used from {', '.join(key.allowed_origins)}",
                     reason="ORIGIN_NOT_ALLOWED",
                 )
+            if key.kind == "publishable":
+                browser_origin = origin
         return Principal(
             workspace_id=key.workspace_id,
             key_id=key.id,
             kind=key.kind,
             scopes=granted,
             allowed_agents=frozenset(key.allowed_agents),
+            browser_origin=browser_origin,
             rate=Rate(key.requests_per_minute or 0, key.tokens_per_minute or 0),
         )
+
+
+class _GrantingContext:
+    """The servicer context of a call whose page origin its publishable key lists. The CORS
+    grant (`CORS_GRANT_METADATA`) goes out with the call's initial metadata: merged into the
+    first metadata a servicer sends, else sent before the answer or the error, so that every
+    response of the call carries it."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, origin: str) -> None:
+        self._context = context
+        self._grant: tuple[tuple[str, str], ...] = ((CORS_GRANT_METADATA, origin),)
+        self._sent = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def send_initial_metadata(self, metadata: Any) -> None:
+        self._sent = True
+        await self._context.send_initial_metadata((*self._grant, *metadata))
+
+    async def send_grant(self) -> None:
+        if not self._sent:
+            self._sent = True
+            # A call that has already ended takes no metadata; its status goes out regardless.
+            with contextlib.suppress(grpc.aio.UsageError):
+                await self._context.send_initial_metadata(self._grant)
+
+    async def abort(self, *args: Any, **kwargs: Any) -> None:
+        await self.send_grant()
+        await self._context.abort(*args, **kwargs)
+
+    async def abort_with_status(self, status: grpc.Status) -> None:
+        await self.send_grant()
+        await self._context.abort_with_status(status)
 
 
 def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -325,7 +384,7 @@ def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], A
 
 
 async def _abort(
-    context: grpc.aio.ServicerContext,
+    context: grpc.aio.ServicerContext | _GrantingContext,
     error: Exception,
     on_unexpected: Callable[[BaseException, str | None], None],
 ) -> None:
