@@ -9,13 +9,20 @@ from typing import Any
 
 from starlette.routing import Mount, Route, Router
 
+from http_edge.assets import PLAYGROUND_HEADERS, WIDGET_HEADERS, Asset
 from http_edge.core import CoreClient
+from http_edge.cors import CorsMiddleware
 from http_edge.health import Healthz, Readyz
 from http_edge.marshal import encode_json
 from http_edge.metrics import MetricsEndpoint
 from http_edge.middleware import RequestIdMiddleware
 from http_edge.mux import RouteTable, load_routes
-from http_edge.openai import CHAT_COMPLETIONS_PATH, ChatCompletions, RedirectToChatCompletions
+from http_edge.openai import (
+    CHAT_COMPLETIONS_PATH,
+    CREATE_RPC,
+    ChatCompletions,
+    RedirectToChatCompletions,
+)
 from http_edge.openapi import build_openapi
 from http_edge.responses import send_bytes
 from http_edge.server import EdgeServer
@@ -54,8 +61,9 @@ def create_app(
     routes = load_routes()
     core = CoreClient(core_target, routes, channel)
     grace = grace or GracePeriod()
+    table = RouteTable(routes)
     transcoder = Transcoder(
-        RouteTable(routes),
+        table,
         core,
         max_body_bytes=max_body_bytes,
         ping_interval=ping_interval,
@@ -83,12 +91,18 @@ def create_app(
             Route("/healthz", Healthz()),
             Route("/readyz", Readyz(core)),
             Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/widget.js", Asset("widget.js", headers=WIDGET_HEADERS)),
+            Route("/playground", Asset("playground.html", max_age=0, headers=PLAYGROUND_HEADERS)),
+            Route("/playground/playground.js", Asset("playground.js", max_age=0)),
+            Route("/playground/playground.css", Asset("playground.css", max_age=0)),
             Route("/metrics", MetricsEndpoint(metrics_token), methods=["GET"]),
             Mount("", app=transcoder),
         ],
         lifespan=lifespan,
     )
-    return RequestIdMiddleware(router)
+    # The chat completions route is written by hand; every other route is in the table.
+    browsers = CorsMiddleware(router, core, table, {("POST", CHAT_COMPLETIONS_PATH): CREATE_RPC})
+    return RequestIdMiddleware(browsers)
 
 
 def run(

@@ -6,15 +6,19 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from switchboard.v1 import cors_service_pb2
 
 from http_edge.mux import Route
 from observability import tracing
 
 Metadata = tuple[tuple[str, str], ...]
 
+CHECK_PREFLIGHT_RPC = "/switchboard.v1.CorsService/CheckPreflight"
+
 # Request headers forwarded to the core as gRPC metadata of the same name.
 _FORWARDED_HEADERS = (b"authorization", b"idempotency-key", b"origin")
 _MAX_METADATA_VALUE = 8192
+_PREFLIGHT_TIMEOUT_SECONDS = 5.0
 # Response metadata of the core passed on to HTTP clients as headers of the same name.
 _PASSED_PREFIX = "x-ratelimit-"
 
@@ -33,6 +37,7 @@ class CoreClient:
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._streaming: dict[str, grpc.aio.UnaryStreamMultiCallable] = {}
         self._health: health_pb2_grpc.HealthStub | None = None
+        self._check_preflight: grpc.aio.UnaryUnaryMultiCallable | None = None
 
     async def start(self) -> None:
         """Open the channel (inside the serving event loop) and build the callables."""
@@ -51,6 +56,11 @@ class CoreClient:
                     path, request_serializer=serializer, response_deserializer=deserializer
                 )
         self._health = health_pb2_grpc.HealthStub(channel)
+        self._check_preflight = channel.unary_unary(
+            CHECK_PREFLIGHT_RPC,
+            request_serializer=cors_service_pb2.CheckPreflightRequest.SerializeToString,
+            response_deserializer=cors_service_pb2.CheckPreflightResponse.FromString,
+        )
         self._channel = channel
 
     async def close(self) -> None:
@@ -75,6 +85,15 @@ class CoreClient:
         except grpc.aio.AioRpcError:
             return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def allows_preflight(self, origin: str, rpc_path: str) -> bool:
+        """Whether the core lets a browser on `origin` be granted a preflight for `rpc_path`
+        (keyless, see `switchboard.v1.CorsService`). Raises `grpc.aio.AioRpcError`."""
+        if self._check_preflight is None:
+            return False
+        request = cors_service_pb2.CheckPreflightRequest(origin=origin, method=rpc_path)
+        reply: Any = await self._check_preflight(request, timeout=_PREFLIGHT_TIMEOUT_SECONDS)
+        return bool(reply.allowed)
 
 
 async def passed_headers(call: Any) -> list[tuple[bytes, bytes]]:

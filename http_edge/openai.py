@@ -15,6 +15,7 @@ import grpc
 from switchboard.v1 import completion_service_pb2 as completion_pb2
 
 from http_edge.core import CoreClient, Metadata, forwarded_metadata, passed_headers
+from http_edge.cors import watch_call
 from http_edge.errors import (
     ApiError,
     from_rpc_error,
@@ -267,6 +268,7 @@ class ChatCompletions:
         metadata: Metadata,
     ) -> None:
         call = self._core.unary(CREATE_RPC)(request, metadata=metadata)
+        watch_call(scope, call)
         try:
             completion = await unary_response(call, receive)
         except grpc.aio.AioRpcError as exc:
@@ -287,6 +289,7 @@ class ChatCompletions:
         metadata: Metadata,
     ) -> None:
         call = self._core.streaming(STREAM_RPC)(request, metadata=metadata)
+        watch_call(scope, call)
         watcher = DisconnectWatcher(receive, call)
         stream = MessageStream(call, self._ping_interval, self._grace)
         started = False

@@ -8,6 +8,7 @@ import grpc
 from google.protobuf import message
 
 from http_edge.core import CoreClient, Metadata, forwarded_metadata, passed_headers
+from http_edge.cors import watch_call
 from http_edge.errors import ApiError, edge_error, from_rpc_error, missing_api_key, native_body
 from http_edge.marshal import build_request, check_raw_path, encode_json, response_to_dict
 from http_edge.mux import Route, RouteTable
@@ -101,6 +102,7 @@ class Transcoder:
         metadata: Metadata,
     ) -> None:
         call = self._core.unary(route.rpc_path)(request, metadata=metadata)
+        watch_call(scope, call)
         try:
             response = await unary_response(call, receive)
         except grpc.aio.AioRpcError as exc:
@@ -122,6 +124,7 @@ class Transcoder:
         headers: dict[bytes, bytes],
     ) -> None:
         call = self._core.streaming(route.rpc_path)(request, metadata=metadata)
+        watch_call(scope, call)
         watcher = DisconnectWatcher(receive, call)
         stream = MessageStream(call, self._ping_interval, self._grace)
         sse = wants_sse(headers)
