@@ -12,7 +12,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Awaitable, Callable
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -21,18 +21,12 @@ from observability import metrics as prometheus
 from server import settings as defaults
 from server.auth import ALL_SCOPES
 from server.chat import TurnSettings
+from server.command_database import fail, open_database, url_or_exit
 from server.demo import DEFAULT_WORKSPACE_ID, demo_key_name, ensure_demo
 from server.errors import AgentNotFound
 from server.knowledge_cli import knowledge_app
 from server.ports import PortInUse, claimed
-from server.store.database import (
-    DatabaseUrlError,
-    async_url,
-    create_engine,
-    migrate,
-    safe_url,
-    sqlite_file,
-)
+from server.store.database import create_engine
 from server.store.repository import Repository
 from server.tenancy_cli import usage as tenancy_usage
 from server.tenancy_cli import workspaces_app
@@ -163,42 +157,8 @@ ShutdownGrace = Annotated[
 ]
 
 
-def _fail(message: str) -> NoReturn:
-    """One line on stderr and exit status 2: a problem with what the command was given."""
-    typer.echo(f"switchboard: {message}", err=True)
-    raise typer.Exit(2)
-
-
-def _url(database_url: str) -> str:
-    try:
-        return async_url(database_url)
-    except DatabaseUrlError as error:
-        _fail(str(error))
-
-
-def _open_database(database_url: str, *, create: bool) -> str:
-    """Checks and migrates the database; returns its async URL. Only `serve` creates a
-    SQLite file: other commands name the missing file instead of starting an empty one."""
-    url = _url(database_url)
-    path = sqlite_file(url)
-    if path is not None and not path.exists():
-        if not create:
-            _fail(
-                f"no database at {path}; start `switchboard serve` with this --database-url "
-                "once to create it, or name the existing one"
-            )
-        if not path.parent.is_dir():
-            _fail(f"cannot create the database {path}: the folder {path.parent} does not exist")
-    try:
-        migrate(url)
-    except Exception as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
-        _fail(f"cannot open the database {safe_url(url)}: {reason[0] if reason else error}")
-    return url
-
-
 def _with_repository(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
-    return _run_repository(_open_database(database_url, create=False), work)
+    return _run_repository(open_database(database_url, create=False), work)
 
 
 def _run_repository(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
@@ -323,7 +283,7 @@ def serve(
 ) -> None:
     """Serve the gRPC core and the HTTP edge; the edge calls the core in-process."""
     config = WorkerConfig(
-        database_url=_url(database_url),
+        database_url=url_or_exit(database_url),
         grpc_addr=grpc_addr,
         http_addr=None if grpc_only else http_addr,
         max_body_bytes=max_body_bytes,
@@ -354,7 +314,7 @@ def _run_server(config: WorkerConfig, workers: int, demo: bool) -> int:
     logs.configure(config.log_level, config.log_format)
     database_url, grpc_addr = config.database_url, config.grpc_addr
     http_addr, grpc_only = config.http_addr or "", config.http_addr is None
-    _open_database(database_url, create=True)
+    open_database(database_url, create=True)
     if demo:
         key_name = demo_key_name(grpc_addr)
 
@@ -456,19 +416,19 @@ def keys_create(
     wanted, agent_names, origin_list = _listed(scopes), _listed(agents), _listed(origins)
     if publishable:
         if wanted and wanted != ["chat:write"]:
-            _fail("a publishable key has exactly the scope chat:write; leave out --scopes")
+            fail("a publishable key has exactly the scope chat:write; leave out --scopes")
         if not agent_names:
-            _fail("a publishable key needs --agents: the agents it may chat with")
+            fail("a publishable key needs --agents: the agents it may chat with")
         bad = [o for o in origin_list if not _ORIGIN.fullmatch(o)]
         if bad:
-            _fail(f"{bad[0]!r} is not an origin; write it as scheme://host[:port]")
+            fail(f"{bad[0]!r} is not an origin; write it as scheme://host[:port]")
         wanted = ["chat:write"]
     else:
         if agent_names or origin_list:
-            _fail("only publishable keys are limited to agents and origins; add --publishable")
+            fail("only publishable keys are limited to agents and origins; add --publishable")
         unknown = [s for s in wanted if s not in ALL_SCOPES]
         if unknown or not wanted:
-            _fail(
+            fail(
                 f"unknown scope(s): {', '.join(unknown) or '(none given)'}; "
                 f"choose from {', '.join(ALL_SCOPES)}"
             )
@@ -480,7 +440,7 @@ def keys_create(
             try:
                 agent_ids.append((await repository.get_agent(DEFAULT_WORKSPACE_ID, agent)).id)
             except AgentNotFound:
-                _fail(f"agent {agent!r} does not exist")
+                fail(f"agent {agent!r} does not exist")
         _, secret = await repository.create_key(
             DEFAULT_WORKSPACE_ID,
             display_name=name,

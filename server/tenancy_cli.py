@@ -14,8 +14,9 @@ import typer
 
 from server import settings as defaults
 from server.auth import ALL_SCOPES
+from server.command_database import open_database
 from server.errors import SwitchboardError
-from server.store.database import create_engine, migrate
+from server.store.database import create_engine
 from server.store.repository import Repository
 from server.store.usage import GROUPINGS, UsageLedger, UsageSum
 from server.store.workspaces import Workspaces
@@ -31,13 +32,13 @@ DatabaseUrl = Annotated[
     typer.Option(
         "--database-url",
         envvar="SWITCHBOARD_DATABASE_URL",
-        help="SQLAlchemy URL: sqlite+aiosqlite:///file.db or postgresql+psycopg://…",
+        help="sqlite:///FILE.db or postgresql://USER@HOST/DB (the async driver is chosen).",
     ),
 ]
 
 
 def _run(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
-    migrate(database_url)
+    database_url = open_database(database_url, create=False)
 
     async def run() -> T:
         repository = Repository(create_engine(database_url))

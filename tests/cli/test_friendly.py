@@ -33,6 +33,8 @@ def test_commands_other_than_serve_name_a_missing_database_file(tmp_path: Path) 
     for args in (
         ("keys", "create", "--scopes", "chat:write"),
         ("agents", "list"),
+        ("workspaces", "list"),
+        ("usage", "ws_default"),
     ):
         line = _one_line_failure(switchboard(*args, "--database-url", f"sqlite:///{missing}"))
         assert str(missing) in line
