@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 _TABLES = ("sessions", "messages", "usage_records")
 # The parts of a `TurnWrite` this writer knows how to store. A write carrying anything else
 # (a field added later) goes through the async engine instead, so nothing is dropped.
-_KNOWN_FIELDS = frozenset({"sessions", "messages", "usage", "reserve"})
+_KNOWN_FIELDS = frozenset({"sessions", "messages", "usage", "reserve", "debit"})
 _PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000")
+_DEBIT = (
+    "UPDATE workspaces SET token_balance = token_balance - ? "
+    "WHERE id = ? AND token_balance IS NOT NULL"
+)
 _RESERVE = (
     "UPDATE sessions SET last_position = last_position + ?, updated_at = ? "
     "WHERE id = ? AND workspace_id = ? RETURNING last_position"
@@ -155,6 +159,7 @@ class _Transactions:
         try:
             results: list[int | None] = []
             rows: dict[str, list[dict[str, Any]]] = {name: [] for name in _TABLES}
+            debits: dict[str, int] = {}
             for work in batch:
                 first = None
                 if work.reserve is not None:
@@ -165,12 +170,18 @@ class _Transactions:
                     for offset, row in enumerate(work.messages):
                         row["position"] = first + offset
                 results.append(first)
+                if work.debit is not None:
+                    workspace_id, tokens = work.debit
+                    debits[workspace_id] = debits.get(workspace_id, 0) + tokens
                 rows["sessions"].extend(work.sessions)
                 rows["messages"].extend(work.messages)
                 rows["usage_records"].extend(work.usage)
             for name in _TABLES:
                 for keys, group in _by_keys(rows[name]).items():
                     self._insert(name, keys).run(connection, group)
+            for workspace_id, tokens in debits.items():
+                # One conditional UPDATE: concurrent debits never lose one another.
+                connection.execute(_DEBIT, (tokens, workspace_id))
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")

@@ -173,6 +173,33 @@ async def test_positions_are_reserved_in_existing_sessions_only(
     assert [row[4] for row in stored["sessions"]] == [5]
 
 
+async def test_balances_are_debited_in_the_turns_transaction(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    engine = engines[0]
+    path = engine.url.database
+    assert path is not None
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE workspaces SET token_balance = 100 WHERE id = 'ws_1'")
+        connection.execute(
+            "INSERT INTO workspaces (id, name, created_at) VALUES ('ws_2', 'u', '2026-01-01')"
+        )
+    writer = SQLiteWriter.for_engine(engine)
+    assert writer is not None
+    first, second = _turn(), _turn()
+    first.debit, second.debit = ("ws_1", 10), ("ws_1", 5)
+    unmetered = _turn()
+    unmetered.sessions[0]["workspace_id"] = unmetered.usage[0]["workspace_id"] = "ws_2"
+    unmetered.debit = ("ws_2", 9)
+    # A write whose session is gone stores nothing and debits nothing.
+    lost = TurnWrite(messages=copy.deepcopy(first.messages[:1]), reserve=("ws_1", "sess_x"))
+    lost.debit = ("ws_1", 7)
+    assert await writer.write([first, second, unmetered, lost]) == [None, None, None, None]
+    with sqlite3.connect(path) as connection:
+        balances = dict(connection.execute("SELECT id, token_balance FROM workspaces"))
+    assert balances == {"ws_1": 85, "ws_2": None}
+
+
 @dataclass
 class _Extended(TurnWrite):
     extra: int = 0
