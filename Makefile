@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test generate lint bench bench-retrieval bench-streams install breaking
+.PHONY: run test generate lint bench bench-retrieval bench-upstream bench-streams install breaking
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-retrieval: $(STAMP)
 # Thousands of paced SSE replies held at once: completed, failed, memory per open stream.
 bench-streams: $(STAMP)
 	$(BIN)/python -m bench.streams
+
+# Completions against an instant OpenAI-compatible upstream: direct, HTTP edge and gRPC door.
+bench-upstream: $(STAMP)
+	$(BIN)/python -m bench.upstream
 
 breaking: $(STAMP)
 	$(BIN)/buf breaking --against '.git#branch=main'
