@@ -10,7 +10,7 @@ own process; rounds alternate the paths, and the table shows each one's median r
 Added latency is the path's p50 minus the direct call's p50 at the same connections; for
 streams it compares the time to the first content delta (TTFT). The resident memory of the
 `serve` process is read once the agent is published and again after the last round. The
-table ends with the targets of issue 7 and whether this run met them."""
+table ends with the performance targets and whether this run met them."""
 
 from __future__ import annotations
 
