@@ -51,6 +51,11 @@ def agent_violations(agent: agent_pb2.Agent, prefix: str) -> Violations:
     found += _backend_violations(agent.backend, prefix + "backend.")
     found += _sampling_violations(agent.sampling, prefix + "sampling.")
     found += _guardrail_violations(agent.guardrails, prefix + "guardrails.")
+    if agent.tools and agent.backend.WhichOneof("kind") != "openai_compatible":
+        # The builtin responder calls no tools: accepting them would silently ignore them.
+        found.append(
+            (prefix + "tools", "only an agent with an openai_compatible backend can use tools")
+        )
     names: set[str] = set()
     for index, tool in enumerate(agent.tools):
         found += _tool_violations(tool, f"{prefix}tools[{index}].", names)

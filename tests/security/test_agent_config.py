@@ -74,6 +74,11 @@ def test_update_checks_the_merged_draft(http: httpx.Client) -> None:
             {"tools": [{"name": "t", "webhook": {"url": "file:///etc/passwd"}}]},
             "agent.tools[0].webhook.url",
         ),
+        # The builtin responder calls no tools, so they are refused rather than ignored.
+        (
+            {"tools": [{"name": "t", "webhook": {"url": "https://hooks.example/t"}}]},
+            "agent.tools",
+        ),
         (
             {"backend": {"openai_compatible": {"base_url": "http://127.0.0.1:9/v1"}}},
             "agent.backend.openai_compatible.model",
