@@ -69,20 +69,7 @@ class Upstream:
         return False
 
     def start(self) -> None:
-        config = uvicorn.Config(
-            self._app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-            interface="asgi3",
-        )
-        self._server = uvicorn.Server(config)
-        threading.Thread(target=self._server.run, daemon=True).start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "upstream did not start"
-            time.sleep(0.02)
+        self._server = _serve_in_thread(self._app, self.port)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -91,12 +78,7 @@ class Upstream:
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        raw = await _read_body(receive)
         body = json.loads(raw or b"{}")
         model = str(body.get("model", ""))
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
@@ -140,6 +122,34 @@ class Upstream:
             if watcher.done():
                 self.disconnects[model] += 1
             watcher.cancel()
+
+
+def _serve_in_thread(app: Any, port: int) -> uvicorn.Server:
+    """`app` served on 127.0.0.1:`port` by uvicorn in a daemon thread, once it listens."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        interface="asgi3",
+    )
+    server = uvicorn.Server(config)
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.02)
+    return server
+
+
+async def _read_body(receive: Any) -> bytes:
+    raw = b""
+    while True:
+        message = await receive()
+        raw += message.get("body", b"")
+        if not message.get("more_body"):
+            return raw
 
 
 async def _watch_disconnect(receive: Any) -> None:
@@ -245,20 +255,7 @@ class ToolReceiver:
         self._server: uvicorn.Server | None = None
 
     def start(self) -> None:
-        config = uvicorn.Config(
-            self._app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-            interface="asgi3",
-        )
-        self._server = uvicorn.Server(config)
-        threading.Thread(target=self._server.run, daemon=True).start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "tool receiver did not start"
-            time.sleep(0.02)
+        self._server = _serve_in_thread(self._app, self.port)
 
     def stop(self) -> None:
         if self._server is not None:
@@ -267,12 +264,7 @@ class ToolReceiver:
     async def _app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        raw = await _read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.received[scope["path"]].append((raw, headers))
         reply = self.replies.get(scope["path"], ToolReply())
