@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.routing import Mount, Route, Router
 
 from http_edge.assets import PLAYGROUND_HEADERS, WIDGET_HEADERS, Asset
-from http_edge.core import CoreClient
+from http_edge.core import CoreChannel, CoreClient
 from http_edge.cors import CorsMiddleware
 from http_edge.health import Healthz, Readyz
 from http_edge.marshal import encode_json
@@ -49,13 +48,12 @@ def create_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ping_interval: float = DEFAULT_PING_INTERVAL,
-    channel: Any = None,
+    channel: CoreChannel | None = None,
     grace: GracePeriod | None = None,
     metrics_token: str | None = None,
 ) -> RequestIdMiddleware:
     """The edge in front of the gRPC core at `core_target` (`host:port`), or of `channel`
-    when given: an object with `grpc.aio.Channel`'s `unary_unary`, `unary_stream` and
-    `close`, such as the core's in-process channel. Its streams end when `grace` ends (see
+    when given (such as the core's in-process channel). Its streams end when `grace` ends (see
     `EdgeServer`). `/metrics` answers only to `Authorization: Bearer <metrics_token>` when
     one is given."""
     routes = load_routes()

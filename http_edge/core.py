@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,17 +24,40 @@ _PREFLIGHT_TIMEOUT_SECONDS = 5.0
 _PASSED_PREFIX = "x-ratelimit-"
 
 
+class CoreChannel(Protocol):
+    """What the edge needs of a channel to the core: a `grpc.aio.Channel`, or the core's
+    in-process channel, which calls the servicers without a network hop."""
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+    ) -> Callable[..., Any]: ...
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Callable[[Any], bytes] | None = None,
+        response_deserializer: Callable[[bytes], Any] | None = None,
+    ) -> Callable[..., Any]: ...
+
+    async def close(self) -> None: ...
+
+
 class CoreClient:
     """Holds the channel and calls RPCs by their full path, e.g. `/pkg.Service/Method`.
 
-    The channel is a `grpc.aio` channel to `target`, or a given channel-like object with the
-    same `unary_unary` / `unary_stream` / `close` methods (the core's in-process path)."""
+    The channel is a `grpc.aio` channel to `target`, or the given `CoreChannel` (the core's
+    in-process path)."""
 
-    def __init__(self, target: str, routes: list[Route], channel: Any = None) -> None:
+    def __init__(
+        self, target: str, routes: list[Route], channel: CoreChannel | None = None
+    ) -> None:
         self.target = target
         self._routes = {route.rpc_path: route for route in routes}
         self._given_channel = channel
-        self._channel: Any = None
+        self._channel: CoreChannel | None = None
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
         self._streaming: dict[str, grpc.aio.UnaryStreamMultiCallable] = {}
         self._health: health_pb2_grpc.HealthStub | None = None

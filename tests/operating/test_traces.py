@@ -23,10 +23,10 @@ from switchboard.v1 import completion_service_pb2, completion_service_pb2_grpc
 from http_edge.app import create_app
 from http_edge.server import EdgeServer
 from http_edge.streaming import GracePeriod
+from launcher.demo import DEFAULT_WORKSPACE_ID, ensure_demo
 from observability import tracing
 from server.app import Core
 from server.auth import ALL_SCOPES
-from server.demo import DEFAULT_WORKSPACE_ID, ensure_demo
 from server.store.database import create_engine, migrate
 from server.store.repository import Repository
 from tests.conftest import free_port

@@ -16,21 +16,21 @@ from typing import Annotated, TypeVar
 
 import typer
 
+from launcher import settings as defaults
+from launcher.database import fail, open_database, url_or_exit
+from launcher.demo import DEFAULT_WORKSPACE_ID, demo_key_name, ensure_demo
+from launcher.knowledge import knowledge_app
+from launcher.ports import PortInUse, claimed
+from launcher.tenancy import usage as tenancy_usage
+from launcher.tenancy import workspaces_app
+from launcher.worker import WorkerConfig, run_worker
 from observability import logs, tracing
 from observability import metrics as prometheus
-from server import settings as defaults
 from server.auth import ALL_SCOPES
 from server.chat import TurnSettings
-from server.command_database import fail, open_database, url_or_exit
-from server.demo import DEFAULT_WORKSPACE_ID, demo_key_name, ensure_demo
 from server.errors import AgentNotFound
-from server.knowledge_cli import knowledge_app
-from server.ports import PortInUse, claimed
 from server.store.database import create_engine
 from server.store.repository import Repository
-from server.tenancy_cli import usage as tenancy_usage
-from server.tenancy_cli import workspaces_app
-from server.worker import WorkerConfig, run_worker
 
 app = typer.Typer(
     help="Switchboard, a self-hostable agent server.",

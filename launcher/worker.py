@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import uvloop
 
+from launcher.ports import listen
 from observability import logs, metrics, tracing
 from server.app import Core
 from server.chat import TurnSettings
-from server.ports import listen
 from server.store.database import create_engine
 from server.store.repository import Generation, Repository
 

@@ -12,9 +12,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from server import settings as defaults
+from launcher import settings as defaults
+from launcher.database import open_database
 from server.auth import ALL_SCOPES
-from server.command_database import open_database
 from server.errors import SwitchboardError
 from server.store.database import create_engine
 from server.store.repository import Repository

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from switchboard.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
 
-from server import settings as defaults
+from launcher import settings as defaults
 from server.knowledge import content_hash
 
 knowledge_app = typer.Typer(
