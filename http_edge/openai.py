@@ -7,39 +7,24 @@ CompletionService messages. `/v1/models` needs no such care and goes through the
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
-import grpc
 from switchboard.v1 import completion_service_pb2 as completion_pb2
 
-from http_edge.core import CoreClient, Metadata, forwarded_metadata, passed_headers
-from http_edge.cors import watch_call
+from http_edge.core import CoreClient, Metadata, forwarded_metadata
 from http_edge.errors import (
     ApiError,
-    from_rpc_error,
     invalid_argument,
     missing_api_key,
     openai_body,
     unsupported,
 )
+from http_edge.forward import Headers, forward_stream, forward_unary
 from http_edge.marshal import check_text, decode_json, encode_json
 from http_edge.requests import ClientDisconnected, headers_of, read_body
-from http_edge.responses import send_bytes, send_error
-from http_edge.streaming import (
-    PING,
-    SSE_CONTENT_TYPE,
-    SSE_PING,
-    STREAM_HEADERS,
-    DisconnectWatcher,
-    GracePeriod,
-    MessageStream,
-    ShuttingDown,
-    shutting_down,
-    sse_event,
-    unary_response,
-)
+from http_edge.responses import send_error
+from http_edge.streaming import SSE_CONTENT_TYPE, SSE_PING, GracePeriod, sse_event
 from http_edge.transcoder import method_not_allowed
 from http_edge.types import Message, Receive, Scope, Send
 
@@ -268,17 +253,7 @@ class ChatCompletions:
         metadata: Metadata,
     ) -> None:
         call = self._core.unary(CREATE_RPC)(request, metadata=metadata)
-        watch_call(scope, call)
-        try:
-            completion = await unary_response(call, receive)
-        except grpc.aio.AioRpcError as exc:
-            await send_error(scope, send, from_rpc_error(exc))
-            return
-        if completion is None:
-            return
-        body = encode_json(render_completion(completion))
-        headers = [(b"x-session-id", completion.session_id.encode()), *await passed_headers(call)]
-        await send_bytes(send, 200, body, headers)
+        await forward_unary(scope, receive, send, call, _render_response)
 
     async def _stream(
         self,
@@ -289,54 +264,52 @@ class ChatCompletions:
         metadata: Metadata,
     ) -> None:
         call = self._core.streaming(STREAM_RPC)(request, metadata=metadata)
-        watch_call(scope, call)
-        watcher = DisconnectWatcher(receive, call)
-        stream = MessageStream(call, self._ping_interval, self._grace)
-        started = False
-        id_, created = "", 0
-        try:
-            item = await stream.next()
-            while item is not None:
-                if not started:
-                    session_id = "" if item is PING else item.session_id
-                    extra = await passed_headers(call) if item is not PING else []
-                    await _start_sse(send, session_id, extra)
-                    started = True
-                if item is PING:
-                    chunk = SSE_PING
-                else:
-                    if not id_:
-                        id_, created = item.id, item.created
-                    chunk = sse_event(encode_json(render_chunk(item, id_, created)))
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                item = await stream.next()
-        except grpc.aio.AioRpcError as exc:
-            error = from_rpc_error(exc)
-            if not started:
-                await send_error(scope, send, error)
-                return
-            chunk = sse_event(encode_json(openai_body(error)))
-            await send({"type": "http.response.body", "body": chunk, "more_body": False})
-            return
-        except ShuttingDown:
-            error = shutting_down()
-            if not started:
-                await send_error(scope, send, error)
-                return
-            # The reply did not fail, the server stopped it: the stream still ends with [DONE].
-            chunk = sse_event(encode_json(openai_body(error))) + _DONE
-            await send({"type": "http.response.body", "body": chunk, "more_body": False})
-            return
-        except asyncio.CancelledError:
-            if watcher.disconnected:
-                return
-            raise
-        finally:
-            watcher.stop()
-            stream.close()
-        if not started:
-            await _start_sse(send, "")
-        await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+        await forward_stream(
+            scope,
+            receive,
+            send,
+            call,
+            ChunkEvents(),
+            ping_interval=self._ping_interval,
+            grace=self._grace,
+        )
+
+
+def _render_response(completion: completion_pb2.ChatCompletion) -> tuple[bytes, Headers]:
+    return encode_json(render_completion(completion)), [_session_header(completion.session_id)]
+
+
+def _session_header(session_id: str) -> tuple[bytes, bytes]:
+    return (b"x-session-id", session_id.encode())
+
+
+class ChunkEvents:
+    """OpenAI's stream framing: a `chat.completion.chunk` per event, all with the first chunk's
+    id and time, then `data: [DONE]`."""
+
+    __slots__ = ("_created", "_id")
+    content_type = SSE_CONTENT_TYPE
+    ping = SSE_PING
+
+    def __init__(self) -> None:
+        self._id = ""
+        self._created = 0
+
+    def headers(self, first: completion_pb2.ChatCompletionChunk) -> Headers:
+        return [_session_header(first.session_id)] if first.session_id else []
+
+    def message(self, chunk: completion_pb2.ChatCompletionChunk) -> bytes:
+        if not self._id:
+            self._id, self._created = chunk.id, chunk.created
+        return sse_event(encode_json(render_chunk(chunk, self._id, self._created)))
+
+    def failure(self, error: ApiError, shutting_down: bool) -> bytes:
+        # A stream the server stopped did not fail: it still ends with [DONE].
+        event = sse_event(encode_json(openai_body(error)))
+        return event + _DONE if shutting_down else event
+
+    def end(self) -> bytes:
+        return _DONE
 
 
 class RedirectToChatCompletions:
@@ -357,15 +330,6 @@ class RedirectToChatCompletions:
             }
         )
         await send({"type": "http.response.body", "body": b""})
-
-
-async def _start_sse(
-    send: Send, session_id: str, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    headers = [SSE_CONTENT_TYPE, *STREAM_HEADERS, *(extra or ())]
-    if session_id:
-        headers.append((b"x-session-id", session_id.encode()))
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
 
 
 def _optional(

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 from google.protobuf import message
 
-from http_edge.core import CoreClient, Metadata, forwarded_metadata, passed_headers
-from http_edge.cors import watch_call
-from http_edge.errors import ApiError, edge_error, from_rpc_error, missing_api_key, native_body
+from http_edge.core import CoreClient, Metadata, forwarded_metadata
+from http_edge.errors import ApiError, edge_error, missing_api_key, native_body
+from http_edge.forward import Headers, forward_stream, forward_unary
 from http_edge.marshal import build_request, check_raw_path, encode_json, response_to_dict
 from http_edge.mux import Route, RouteTable
 from http_edge.requests import ClientDisconnected, headers_of, read_body
-from http_edge.responses import send_bytes, send_error
+from http_edge.responses import send_error
 from http_edge.streaming import (
     NDJSON_CONTENT_TYPE,
     NDJSON_PING,
-    PING,
     SSE_CONTENT_TYPE,
     SSE_PING,
-    STREAM_HEADERS,
-    DisconnectWatcher,
     GracePeriod,
-    MessageStream,
-    ShuttingDown,
-    shutting_down,
     sse_event,
-    unary_response,
     wants_sse,
 )
 from http_edge.types import Receive, Scope, Send
@@ -102,16 +93,11 @@ class Transcoder:
         metadata: Metadata,
     ) -> None:
         call = self._core.unary(route.rpc_path)(request, metadata=metadata)
-        watch_call(scope, call)
-        try:
-            response = await unary_response(call, receive)
-        except grpc.aio.AioRpcError as exc:
-            await send_error(scope, send, from_rpc_error(exc))
-            return
-        if response is None:
-            return
-        headers = await passed_headers(call)
-        await send_bytes(send, 200, encode_json(response_to_dict(route, response)), headers)
+
+        def render(response: message.Message) -> tuple[bytes, Headers]:
+            return encode_json(response_to_dict(route, response)), []
+
+        await forward_unary(scope, receive, send, call, render)
 
     async def _stream(
         self,
@@ -124,59 +110,53 @@ class Transcoder:
         headers: dict[bytes, bytes],
     ) -> None:
         call = self._core.streaming(route.rpc_path)(request, metadata=metadata)
-        watch_call(scope, call)
-        watcher = DisconnectWatcher(receive, call)
-        stream = MessageStream(call, self._ping_interval, self._grace)
-        sse = wants_sse(headers)
-        started = False
-        try:
-            item = await stream.next()
-            while item is not None:
-                if not started:
-                    content_type = SSE_CONTENT_TYPE if sse else NDJSON_CONTENT_TYPE
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 200,
-                            "headers": [
-                                content_type,
-                                *STREAM_HEADERS,
-                                # A ping comes before any message: no metadata to wait for.
-                                *(await passed_headers(call) if item is not PING else ()),
-                            ],
-                        }
-                    )
-                    started = True
-                if item is PING:
-                    chunk = SSE_PING if sse else NDJSON_PING
-                else:
-                    line = encode_json({"result": response_to_dict(route, item)})
-                    chunk = sse_event(line) if sse else line + b"\n"
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                item = await stream.next()
-        except (grpc.aio.AioRpcError, ShuttingDown) as exc:
-            error = shutting_down() if isinstance(exc, ShuttingDown) else from_rpc_error(exc)
-            if not started:
-                await send_error(scope, send, error)
-                return
-            line = encode_json({"error": native_body(error)})
-            chunk = sse_event(line) if sse else line + b"\n"
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except asyncio.CancelledError:
-            if watcher.disconnected:
-                return
-            raise
-        finally:
-            watcher.stop()
-            stream.close()
-        if not started:
-            # An empty stream: headers were never sent.
-            content_type = SSE_CONTENT_TYPE if sse else NDJSON_CONTENT_TYPE
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [content_type, *STREAM_HEADERS],
-                }
-            )
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        framing = (SseLines if wants_sse(headers) else NdjsonLines)(route)
+        await forward_stream(
+            scope,
+            receive,
+            send,
+            call,
+            framing,
+            ping_interval=self._ping_interval,
+            grace=self._grace,
+        )
+
+
+class NdjsonLines:
+    """grpc-gateway's stream framing: a `{"result": …}` or `{"error": …}` object per line."""
+
+    __slots__ = ("_route",)
+    content_type = NDJSON_CONTENT_TYPE
+    ping = NDJSON_PING
+
+    def __init__(self, route: Route) -> None:
+        self._route = route
+
+    def headers(self, first: message.Message) -> Headers:
+        return []
+
+    def message(self, response: message.Message) -> bytes:
+        return self.frame(encode_json({"result": response_to_dict(self._route, response)}))
+
+    def failure(self, error: ApiError, shutting_down: bool) -> bytes:
+        return self.frame(encode_json({"error": native_body(error)}))
+
+    def end(self) -> bytes:
+        return b""
+
+    @staticmethod
+    def frame(line: bytes) -> bytes:
+        return line + b"\n"
+
+
+class SseLines(NdjsonLines):
+    """The same objects as unnamed server-sent events, for clients that accept
+    `text/event-stream`."""
+
+    __slots__ = ()
+    content_type = SSE_CONTENT_TYPE
+    ping = SSE_PING
+
+    @staticmethod
+    def frame(line: bytes) -> bytes:
+        return sse_event(line)
