@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/buf lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy launcher server http_edge
+	$(BIN)/mypy contract launcher server http_edge
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -7,22 +7,17 @@ Every failure, whether the core answered it or the edge found it (bad JSON, unkn
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
 
 import grpc
 from google.protobuf import any_pb2, json_format
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
-ERROR_DOMAIN = "switchboard"
-_T = TypeVar("_T")
+from contract.errors import bad_request, error_info, unpack_first
+
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _SANITISED_CODES = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS)
-# Errors quote at most this many characters of what a client sent.
-MAX_ECHO = 200
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_AUTHORIZATION = 8192
 MISSING_API_KEY = "missing API key: send the header `Authorization: Bearer sk_…`"
 INVALID_API_KEY = (
@@ -84,7 +79,7 @@ class ApiError(Exception):
         self.message = message
         self.details = list(details)
         self.headers = dict(headers or {})
-        self.error_info = _unpack_first(self.details, error_details_pb2.ErrorInfo)
+        self.error_info = unpack_first(self.details, error_details_pb2.ErrorInfo)
         self.http_status = http_status or _http_status(code, self.reason)
 
     @property
@@ -94,14 +89,14 @@ class ApiError(Exception):
     @property
     def field(self) -> str | None:
         """The first field violation's path, when the details carry a `BadRequest`."""
-        bad_request = _unpack_first(self.details, error_details_pb2.BadRequest)
+        bad_request = unpack_first(self.details, error_details_pb2.BadRequest)
         if bad_request is None or not bad_request.field_violations:
             return None
         return bad_request.field_violations[0].field
 
     @property
     def retry_after(self) -> float | None:
-        retry_info = _unpack_first(self.details, error_details_pb2.RetryInfo)
+        retry_info = unpack_first(self.details, error_details_pb2.RetryInfo)
         if retry_info is None:
             return None
         return retry_info.retry_delay.ToTimedelta().total_seconds()
@@ -109,18 +104,10 @@ class ApiError(Exception):
 
 def invalid_argument(field: str | None, message: str, reason: str = "INVALID_ARGUMENT") -> ApiError:
     """A 400 found by the edge, naming `field` in a `BadRequest` detail when there is one."""
-    details = [_pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))]
+    details = [error_info(reason)]
     if field:
-        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=message)
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+        details.append(bad_request([(field, message)]))
     return ApiError(grpc.StatusCode.INVALID_ARGUMENT, message, details)
-
-
-def clip(text: str, limit: int = MAX_ECHO) -> str:
-    """`text` as an error may quote it: at most `limit` characters, lone surrogates replaced."""
-    if len(text) > limit:
-        text = text[:limit] + "…"
-    return _SURROGATE.sub("\ufffd", text)
 
 
 def unsupported(field: str, message: str) -> ApiError:
@@ -147,7 +134,7 @@ def missing_api_key(headers: Mapping[bytes, bytes]) -> ApiError | None:
 
 def edge_error(code: grpc.StatusCode, http_status: int, reason: str, message: str) -> ApiError:
     """An error the edge answers itself (unknown route, wrong method, body too large)."""
-    info = _pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN))
+    info = error_info(reason)
     return ApiError(code, message, [info], http_status=http_status)
 
 
@@ -214,19 +201,3 @@ def _http_status(code: grpc.StatusCode, reason: str) -> int:
     if code is grpc.StatusCode.UNAVAILABLE and reason.startswith("UPSTREAM"):
         return 502
     return _HTTP_STATUS.get(code, 500)
-
-
-def _pack(message: object) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
-    return packed
-
-
-def _unpack_first(details: Sequence[any_pb2.Any], cls: type[_T]) -> _T | None:
-    descriptor = cls.DESCRIPTOR  # type: ignore[attr-defined]
-    for detail in details:
-        if detail.Is(descriptor):
-            message = cls()
-            detail.Unpack(message)  # type: ignore[arg-type]
-            return message
-    return None

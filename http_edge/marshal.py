@@ -18,7 +18,8 @@ from urllib.parse import unquote_to_bytes
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor, json_format, message
 
-from http_edge.errors import ApiError, clip, invalid_argument
+from contract.errors import clip
+from http_edge.errors import ApiError, invalid_argument
 from http_edge.mux import Route
 
 _FD = descriptor.FieldDescriptor

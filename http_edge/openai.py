@@ -12,6 +12,7 @@ from typing import Any
 
 from switchboard.v1 import completion_service_pb2 as completion_pb2
 
+from contract.roles import ROLES
 from http_edge.core import CoreClient, Metadata, forwarded_metadata
 from http_edge.errors import (
     ApiError,
@@ -31,7 +32,6 @@ from http_edge.types import Message, Receive, Scope, Send
 CREATE_RPC = "/switchboard.v1.CompletionService/CreateChatCompletion"
 STREAM_RPC = "/switchboard.v1.CompletionService/StreamChatCompletion"
 CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 # The request fields this surface reads; every other top-level field is ignored, and named in
 # the `x-ignored-params` response header. The published agent governs sampling, tools and
 # instructions (the Flowyte rule).
@@ -352,7 +352,7 @@ def _parse_message(document: Any, path: str) -> completion_pb2.ChatMessage:
         raise invalid_argument(f"{path}.role", f"missing required field `{path}.role`")
     # A list or an object is unhashable: the type is checked before the lookup.
     if not isinstance(role, str) or role not in ROLES:
-        allowed = ", ".join(sorted(ROLES))
+        allowed = ", ".join(ROLES)
         raise invalid_argument(f"{path}.role", f"`{path}.role` must be one of {allowed}")
     message = completion_pb2.ChatMessage(
         role=role,

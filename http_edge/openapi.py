@@ -8,6 +8,7 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor
 
+from contract.roles import ROLES
 from http_edge.mux import Route
 from http_edge.pattern import Variable
 from http_edge.responses import is_openai_path
@@ -337,7 +338,7 @@ def _openai_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     message = {
         "type": "object",
         "properties": {
-            "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+            "role": {"enum": list(ROLES)},
             "content": {
                 "oneOf": [
                     {"type": "string"},

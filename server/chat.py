@@ -21,6 +21,7 @@ import httpx
 from google.protobuf import json_format
 from switchboard.v1 import agent_pb2, completion_service_pb2
 
+from contract.roles import ROLES
 from server import ids, prompts, tools
 from server.auth import Principal, published_agent_for
 from server.backends import (
@@ -53,7 +54,6 @@ from server.telemetry import counted_tokens, observed_turn, traced, traced_step
 
 log = logging.getLogger(__name__)
 
-ROLES = ("system", "developer", "user", "assistant", "tool")
 DEFAULT_TOP_K = 3
 DEFAULT_MIN_SCORE = 0.05
 DEFAULT_REFUSAL_REPLY = "I can't help with that request."

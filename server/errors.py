@@ -9,21 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-ERROR_DOMAIN = "switchboard"
-# Errors quote what the caller sent only this far, so a huge input never fills the trailers.
-MAX_ECHO_CHARS = 200
+from contract.errors import bad_request, clip, error_info, pack
+
 # Hard bounds on what one status carries, whatever built it: trailers must stay small.
 _MAX_MESSAGE_CHARS = 1024
 _MAX_DETAIL_CHARS = 512
-
-
-def clip(value: str, limit: int = MAX_ECHO_CHARS) -> str:
-    """`value` as an error may quote it: at most `limit` characters, marked when cut."""
-    return value if len(value) <= limit else value[:limit] + "…"
 
 
 class SwitchboardError(Exception):
@@ -180,41 +174,25 @@ class Internal(SwitchboardError):
         super().__init__("internal error; the server log has the details")
 
 
-def _pack(message: object) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)  # type: ignore[arg-type]
-    return packed
-
-
 def to_status_proto(error: SwitchboardError) -> status_pb2.Status:
     """The `google.rpc.Status` for an error: ErrorInfo always, BadRequest and RetryInfo when
     they apply."""
     details = [
-        _pack(
-            error_details_pb2.ErrorInfo(
-                reason=error.reason,
-                domain=ERROR_DOMAIN,
-                metadata={k: clip(v, _MAX_DETAIL_CHARS) for k, v in error.metadata.items()},
-            )
-        )
+        error_info(error.reason, {k: clip(v, _MAX_DETAIL_CHARS) for k, v in error.metadata.items()})
     ]
     if error.field_violations:
         details.append(
-            _pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=clip(f, _MAX_DETAIL_CHARS), description=clip(d, _MAX_DETAIL_CHARS)
-                        )
-                        for f, d in error.field_violations
-                    ]
-                )
+            bad_request(
+                [
+                    (clip(f, _MAX_DETAIL_CHARS), clip(d, _MAX_DETAIL_CHARS))
+                    for f, d in error.field_violations
+                ]
             )
         )
     if error.retry_after_seconds is not None:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(error.retry_after_seconds * 1000))
-        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
+        details.append(pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     return status_pb2.Status(
         code=getattr(code_pb2, error.code.name),
         message=clip(error.message, _MAX_MESSAGE_CHARS),
@@ -223,4 +201,5 @@ def to_status_proto(error: SwitchboardError) -> status_pb2.Status:
 
 
 def to_grpc_status(error: SwitchboardError) -> grpc.Status:
+    """The error as the status a servicer aborts with."""
     return rpc_status.to_status(to_status_proto(error))

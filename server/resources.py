@@ -8,17 +8,11 @@ from typing import Any
 from google.protobuf import json_format, timestamp_pb2
 from switchboard.v1 import agent_pb2, key_service_pb2, session_pb2, usage_pb2
 
+from contract.roles import ROLE_VALUES
 from server.errors import InvalidArgument, clip
 from server.store import tables
 from server.store.repository import MessageRecord
 
-_ROLE_TO_ENUM = {
-    "system": session_pb2.ROLE_SYSTEM,
-    "developer": session_pb2.ROLE_DEVELOPER,
-    "user": session_pb2.ROLE_USER,
-    "assistant": session_pb2.ROLE_ASSISTANT,
-    "tool": session_pb2.ROLE_TOOL,
-}
 _STATUS_TO_ENUM = {
     "complete": session_pb2.MESSAGE_STATUS_COMPLETE,
     "incomplete": session_pb2.MESSAGE_STATUS_INCOMPLETE,
@@ -133,7 +127,7 @@ def message_to_proto(row: MessageRecord) -> session_pb2.Message:
         name=f"sessions/{row.session_id}/messages/{row.id}",
         id=row.id,
         position=row.position,
-        role=_ROLE_TO_ENUM.get(row.role, session_pb2.ROLE_UNSPECIFIED),
+        role=ROLE_VALUES.get(row.role, session_pb2.ROLE_UNSPECIFIED),
         content=row.content,
         status=_STATUS_TO_ENUM[row.status],
         create_time=timestamp(row.created_at),
