@@ -33,16 +33,22 @@ class CoreChannel(Protocol):
         method: str,
         request_serializer: Callable[[Any], bytes] | None = None,
         response_deserializer: Callable[[bytes], Any] | None = None,
-    ) -> Callable[..., Any]: ...
+    ) -> Callable[..., Any]:
+        """A callable for the unary RPC at `method`."""
+        ...
 
     def unary_stream(
         self,
         method: str,
         request_serializer: Callable[[Any], bytes] | None = None,
         response_deserializer: Callable[[bytes], Any] | None = None,
-    ) -> Callable[..., Any]: ...
+    ) -> Callable[..., Any]:
+        """A callable for the server-streaming RPC at `method`."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Closes the channel."""
+        ...
 
 
 class CoreClient:
@@ -88,14 +94,17 @@ class CoreClient:
         self._channel = channel
 
     async def close(self) -> None:
+        """Closes the channel, if open."""
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
 
     def unary(self, rpc_path: str) -> grpc.aio.UnaryUnaryMultiCallable:
+        """The prebuilt callable of the unary RPC at `rpc_path`."""
         return self._unary[rpc_path]
 
     def streaming(self, rpc_path: str) -> grpc.aio.UnaryStreamMultiCallable:
+        """The prebuilt callable of the server-streaming RPC at `rpc_path`."""
         return self._streaming[rpc_path]
 
     async def is_serving(self, deadline_seconds: float = 1.0, service: str = "") -> bool:

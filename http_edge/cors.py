@@ -46,9 +46,11 @@ class BrowserGrant:
         self._call: Any = None
 
     def watch(self, call: Any) -> None:
+        """Remembers the call whose initial metadata carries the core's grant."""
         self._call = call
 
     async def headers(self) -> list[tuple[bytes, bytes]]:
+        """The response's CORS headers: none unless the core granted this origin."""
         if self._call is None:
             return []
         try:

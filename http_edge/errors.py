@@ -84,6 +84,7 @@ class ApiError(Exception):
 
     @property
     def reason(self) -> str:
+        """The `ErrorInfo` reason, or empty when the details carry none."""
         return self.error_info.reason if self.error_info is not None else ""
 
     @property
@@ -96,6 +97,7 @@ class ApiError(Exception):
 
     @property
     def retry_after(self) -> float | None:
+        """The `RetryInfo` delay in seconds, or None."""
         retry_info = unpack_first(self.details, error_details_pb2.RetryInfo)
         if retry_info is None:
             return None

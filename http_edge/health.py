@@ -13,6 +13,8 @@ _RATE_LIMITS = "switchboard.RateLimits"
 
 
 class Healthz:
+    """`/healthz`: 200 while the process is up."""
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):
             await send_error(scope, send, method_not_allowed(["GET", "HEAD"]))
@@ -21,6 +23,8 @@ class Healthz:
 
 
 class Readyz:
+    """`/readyz`: 200 while the core answers a health check, else 503."""
+
     def __init__(self, core: CoreClient) -> None:
         self._core = core
 

@@ -40,10 +40,12 @@ class Route:
 
     @property
     def server_streaming(self) -> bool:
+        """Whether the RPC streams its responses."""
         return self.method.server_streaming
 
     @property
     def client_streaming(self) -> bool:
+        """Whether the RPC takes a stream of requests."""
         return self.method.client_streaming
 
 

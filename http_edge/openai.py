@@ -296,19 +296,23 @@ class ChunkEvents:
         self._created = 0
 
     def headers(self, first: completion_pb2.ChatCompletionChunk) -> Headers:
+        """`x-session-id` from the first chunk."""
         return [_session_header(first.session_id)] if first.session_id else []
 
     def message(self, chunk: completion_pb2.ChatCompletionChunk) -> bytes:
+        """A chunk as an SSE event, with the stream's first id and time."""
         if not self._id:
             self._id, self._created = chunk.id, chunk.created
         return sse_event(encode_json(render_chunk(chunk, self._id, self._created)))
 
     def failure(self, error: ApiError, shutting_down: bool) -> bytes:
+        """The error as an SSE event, then `[DONE]` when the server is shutting down."""
         # A stream the server stopped did not fail: it still ends with [DONE].
         event = sse_event(encode_json(openai_body(error)))
         return event + _DONE if shutting_down else event
 
     def end(self) -> bytes:
+        """`data: [DONE]`."""
         return _DONE
 
 

@@ -42,6 +42,7 @@ class PathTemplate:
 
     @property
     def is_literal(self) -> bool:
+        """Whether the template has no wildcards or variables."""
         return all(isinstance(s, str) and s not in ("*", "**") for s in self.segments)
 
     def match(self, path: str) -> dict[str, str] | None:

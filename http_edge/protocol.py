@@ -59,10 +59,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         self._count = _HeadCount()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Wraps the transport so that a response head waits for its body."""
         super().connection_made(transport)
         self.transport = _HeadWithBody(transport)  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        """Feeds the parser, refusing the head once the reads it spans pass the limit."""
         if self._count.refused:
             return
         self._count.read = len(data)
@@ -76,12 +78,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
                     self._refuse()
 
     def on_message_begin(self) -> None:
+        """Starts counting a new request head."""
         super().on_message_begin()
         self._count.in_head = True
         self._count.began = True
         self._count.upper = self._count.lower = 0
 
     def on_headers_complete(self) -> None:
+        """Refuses the head when its exact size is over the limit."""
         self._count.in_head = False
         # The exact size is summed only when the reads could hold a head over the limit.
         if self._count.upper + self._count.read > self.max_head_bytes and (
@@ -92,6 +96,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def send_400_response(self, msg: str) -> None:
+        """uvicorn's 400 for a parser error, or the 431 for a head too large."""
         # uvicorn answers a parser error with 400; the error raised above is a head too large.
         if self._count.refused:
             self._refuse()

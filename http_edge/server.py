@@ -60,12 +60,14 @@ class EdgeServer(uvicorn.Server):
         self.listening = asyncio.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Starts uvicorn and sets `listening` once it accepts connections."""
         await super().startup(sockets)
         if self.started:
             self.listening.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
+        """uvicorn's signal handling, or none when the caller owns the signals."""
         if self._handle_signals:
             with super().capture_signals():
                 yield
@@ -73,6 +75,7 @@ class EdgeServer(uvicorn.Server):
             yield
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, ending `grace` once the grace period has passed."""
         end = asyncio.get_running_loop().call_later(self._grace_seconds, self._grace.end)
         try:
             await super().shutdown(sockets)

@@ -27,10 +27,12 @@ STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")
 
 
 def wants_sse(headers: dict[bytes, bytes]) -> bool:
+    """Whether the client's `accept` asks for server-sent events."""
     return b"text/event-stream" in headers.get(b"accept", b"")
 
 
 def sse_event(data: bytes) -> bytes:
+    """`data` as one unnamed server-sent event."""
     return b"data: " + data + b"\n\n"
 
 
@@ -54,6 +56,7 @@ class GracePeriod:
         self._waiters: set[asyncio.Future[None]] = set()
 
     def end(self) -> None:
+        """Ends the period: every open stream stops with `ShuttingDown`."""
         self.ended = True
         for waiter in self._waiters:
             if not waiter.done():
@@ -70,6 +73,7 @@ class GracePeriod:
         return waiter
 
     def discard(self, waiter: asyncio.Future[None]) -> None:
+        """Forgets a waiter from `waiter()` that no longer waits."""
         self._waiters.discard(waiter)
 
 
@@ -91,6 +95,7 @@ class MessageStream:
         self._grace_over = grace.waiter()
 
     async def next(self) -> Any:
+        """The next message, `PING` after a ping interval of silence, or None at the end."""
         if self._pending is None:
             self._pending = self._read()
         pending = self._pending
@@ -161,6 +166,7 @@ class DisconnectWatcher:
                 return
 
     def stop(self) -> None:
+        """Stops watching; the call is left as it is."""
         self._task.cancel()
 
 

@@ -26,10 +26,12 @@ from observability import context
 
 
 def not_found() -> ApiError:
+    """The 404 for a path that no route matches."""
     return edge_error(grpc.StatusCode.NOT_FOUND, 404, "NOT_FOUND", "Not Found")
 
 
 def method_not_allowed(allowed: list[str]) -> ApiError:
+    """The 405 for a method the path does not take, with its `allow` header."""
     error = edge_error(
         grpc.StatusCode.UNIMPLEMENTED, 405, "METHOD_NOT_ALLOWED", "Method Not Allowed"
     )
@@ -133,19 +135,24 @@ class NdjsonLines:
         self._route = route
 
     def headers(self, first: message.Message) -> Headers:
+        """None: NDJSON streams take no headers from their first message."""
         return []
 
     def message(self, response: message.Message) -> bytes:
+        """A response message as `{"result": …}`, framed."""
         return self.frame(encode_json({"result": response_to_dict(self._route, response)}))
 
     def failure(self, error: ApiError, shutting_down: bool) -> bytes:
+        """The error as `{"error": …}`, framed."""
         return self.frame(encode_json({"error": native_body(error)}))
 
     def end(self) -> bytes:
+        """Nothing: the stream just ends."""
         return b""
 
     @staticmethod
     def frame(line: bytes) -> bytes:
+        """`line` and a newline."""
         return line + b"\n"
 
 
@@ -159,4 +166,5 @@ class SseLines(NdjsonLines):
 
     @staticmethod
     def frame(line: bytes) -> bytes:
+        """`line` as an unnamed server-sent event."""
         return sse_event(line)

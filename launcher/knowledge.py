@@ -64,12 +64,16 @@ class UnreadableFile(Exception):
 
 @dataclass(frozen=True)
 class SourceFile:
+    """A file to load, and the `source` its document is stored under."""
+
     path: Path
     source: str
 
 
 @dataclass(frozen=True)
 class Converted:
+    """A file's title and text, with the MIME type the text is sent as."""
+
     title: str
     content: str
     mime_type: str
@@ -77,6 +81,8 @@ class Converted:
 
 @dataclass
 class Summary:
+    """What a load did: the documents added, replaced and unchanged, and what failed."""
+
     added: int = 0
     replaced: int = 0
     unchanged: int = 0

@@ -44,6 +44,8 @@ _TURN_WRITE_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class WorkerConfig:
+    """What one worker process serves, and how: database, ports, limits, logs, telemetry."""
+
     database_url: str
     grpc_addr: str
     # None serves gRPC only.

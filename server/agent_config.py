@@ -34,6 +34,7 @@ def check_agent(agent: agent_pb2.Agent, field: str) -> None:
 
 
 def agent_violations(agent: agent_pb2.Agent, prefix: str) -> Violations:
+    """Every problem of `agent` as (field path after `prefix`, description); none if valid."""
     found: Violations = []
     if agent.slug and (not _SLUG.match(agent.slug) or agent.slug.startswith("agt-")):
         found.append(

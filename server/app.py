@@ -134,6 +134,7 @@ class Core:
         )
 
     async def start(self) -> None:
+        """Marks the services SERVING, checks Redis, and listens for the other replicas' cancels."""
         for name in (*SERVICE_NAMES, CORS_SERVICE, "", RATE_LIMITS_HEALTH):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if isinstance(self._limiter, RedisRateLimiter):
@@ -159,6 +160,7 @@ class Core:
         await self.repository.close()
 
     def local_channel(self) -> LocalChannel:
+        """An in-process channel to the servicers, behind the same key checks as gRPC."""
         collector = HandlerCollector()
         for add, servicer in self._servicers:
             add(servicer, collector)  # type: ignore[operator]

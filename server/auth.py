@@ -103,6 +103,7 @@ _NOBODY = Access(frozenset())
 
 
 def is_public(method: str) -> bool:
+    """Whether `method` answers without a key: health, reflection and CORS preflight checks."""
     return method.startswith(PUBLIC_SERVICES)
 
 
@@ -121,6 +122,7 @@ class Principal:
 
     @property
     def publishable(self) -> bool:
+        """Whether the caller's key is a publishable (browser) key."""
         return self.kind == "publishable"
 
     def may_use_agent(self, agent_id: str, slug: str | None = None) -> bool:
@@ -162,6 +164,7 @@ _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principa
 
 
 def current_principal() -> Principal:
+    """The caller of the RPC being served, as `AuthInterceptor` set it."""
     return _principal.get()
 
 
@@ -201,6 +204,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        """The method's handler behind the checks (see `wrap`), built on its first call."""
         method = handler_call_details.method
         wrapped = self._handlers.get(method)
         if wrapped is None:

@@ -74,6 +74,8 @@ class TurnSettings:
 
 @dataclass(frozen=True)
 class TurnStarted:
+    """The turn was admitted: its session, and the agent version and backend that answer."""
+
     session_id: str
     agent_id: str
     version: int
@@ -84,21 +86,29 @@ class TurnStarted:
 
 @dataclass(frozen=True)
 class ContentDelta:
+    """The next piece of the reply, through the output rails."""
+
     text: str
 
 
 @dataclass(frozen=True)
 class ToolCallStarted:
+    """A tool call the model asked for, about to run."""
+
     call: ToolCall
 
 
 @dataclass(frozen=True)
 class ToolCallFinished:
+    """What a tool call answered, fed to the model in the next step."""
+
     result: tools.ToolResult
 
 
 @dataclass(frozen=True)
 class TurnDone:
+    """The end of a turn: its messages as stored, quick replies and finish reason."""
+
     # The turn's incoming messages, its tool exchange, then its reply, as stored.
     messages: Sequence[MessageRecord]
     reply: MessageRecord
@@ -133,6 +143,8 @@ class _Usage:
 
 
 class TurnRunner:
+    """Runs turns, from the incoming messages to the stored reply, and cancels them."""
+
     def __init__(
         self,
         repository: Repository,
@@ -165,6 +177,7 @@ class TurnRunner:
     async def run(
         self, principal: Principal, request: TurnRequest
     ) -> AsyncGenerator[TurnEvent, None]:
+        """Runs one turn: `TurnStarted`, the reply's events, then `TurnDone`."""
         started = time.perf_counter()
         _validate_messages(request)
         published = await published_agent_for(self._repository, principal, request.agent)

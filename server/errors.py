@@ -45,6 +45,8 @@ class SwitchboardError(Exception):
 
 
 class InvalidArgument(SwitchboardError):
+    """A request field that is not valid, named in a `BadRequest` detail."""
+
     code = grpc.StatusCode.INVALID_ARGUMENT
     reason = "INVALID_ARGUMENT"
 
@@ -62,11 +64,15 @@ class InvalidArgument(SwitchboardError):
 
 
 class NotFound(SwitchboardError):
+    """A resource that does not exist, or that the caller may not see."""
+
     code = grpc.StatusCode.NOT_FOUND
     reason = "NOT_FOUND"
 
 
 class AgentNotFound(NotFound):
+    """No agent with this id or slug that the caller may see."""
+
     reason = "AGENT_NOT_FOUND"
 
     def __init__(self, agent: str) -> None:
@@ -75,6 +81,8 @@ class AgentNotFound(NotFound):
 
 
 class SessionNotFound(NotFound):
+    """No session with this id that the caller may see."""
+
     reason = "SESSION_NOT_FOUND"
 
     def __init__(self, session: str) -> None:
@@ -83,11 +91,15 @@ class SessionNotFound(NotFound):
 
 
 class FailedPrecondition(SwitchboardError):
+    """A request that the resource's current state does not allow."""
+
     code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "FAILED_PRECONDITION"
 
 
 class AgentNotPublished(FailedPrecondition):
+    """The agent has no published version for chat to serve."""
+
     reason = "AGENT_NOT_PUBLISHED"
 
     def __init__(self, agent: str) -> None:
@@ -99,31 +111,43 @@ class AgentNotPublished(FailedPrecondition):
 
 
 class AlreadyExists(SwitchboardError):
+    """A resource with this unique name (e.g. an agent's slug) already exists."""
+
     code = grpc.StatusCode.ALREADY_EXISTS
     reason = "ALREADY_EXISTS"
 
 
 class Conflict(SwitchboardError):
+    """Concurrent requests collided (an idempotency key, a document's source); retry."""
+
     code = grpc.StatusCode.ABORTED
     reason = "CONFLICT"
 
 
 class Unauthenticated(SwitchboardError):
+    """A missing, invalid or revoked API key."""
+
     code = grpc.StatusCode.UNAUTHENTICATED
     reason = "API_KEY_INVALID"
 
 
 class PermissionDenied(SwitchboardError):
+    """A key that may not make this call: it lacks the scope, origin or kind."""
+
     code = grpc.StatusCode.PERMISSION_DENIED
     reason = "SCOPE_MISSING"
 
 
 class InsufficientBalance(SwitchboardError):
+    """The workspace's token balance is used up. HTTP 402."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "INSUFFICIENT_BALANCE"
 
 
 class RateLimited(SwitchboardError):
+    """The key's requests or tokens per minute are used up; carries the retry delay."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "RATE_LIMITED"
 

@@ -68,15 +68,18 @@ class Redactor:
 
     @property
     def active(self) -> bool:
+        """Whether any redaction rule applies."""
         return bool(self._rules)
 
     def feed(self, chunk: str) -> str:
+        """The redacted text that can be sent now that `chunk` arrived."""
         if not self._rules:
             return chunk
         self._text += chunk
         return self._release(final=False)
 
     def finish(self) -> str:
+        """The rest of the redacted text, once the reply has ended."""
         return self._release(final=True) if self._rules else ""
 
     def redact(self, text: str) -> str:

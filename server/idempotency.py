@@ -35,6 +35,7 @@ _POLL_FIRST, _POLL_MAX = 0.01, 0.2
 
 
 def idempotency_key(context: grpc.aio.ServicerContext) -> str | None:
+    """The call's `idempotency-key` metadata, or None; a too long one is refused."""
     for key, value in context.invocation_metadata() or ():
         if key == "idempotency-key" and value:
             text = str(value)
@@ -57,6 +58,7 @@ class Reservation(Generic[Response]):
         self._finished = False
 
     async def finish(self, response: Response) -> None:
+        """Stores `response` for replays; the key then stays taken."""
         await asyncio.shield(
             self._repository.finish_idempotency_key(
                 self._api_key_id, self._key, response.SerializeToString()
@@ -80,6 +82,8 @@ class Reservation(Generic[Response]):
 
 
 class IdempotencyKeys:
+    """Reserves idempotency keys and replays the responses of finished ones."""
+
     def __init__(self, repository: Repository, *, wait_seconds: float = WAIT_SECONDS) -> None:
         self._repository = repository
         self._wait_seconds = wait_seconds

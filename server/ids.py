@@ -19,6 +19,7 @@ def new_id(prefix: str) -> str:
 
 
 def new_completion_id() -> str:
+    """An OpenAI chat completion id, `chatcmpl-` and 128 random bits."""
     return f"chatcmpl-{secrets.token_hex(16)}"
 
 

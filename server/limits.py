@@ -35,6 +35,7 @@ class Rate:
 
     @property
     def limited(self) -> bool:
+        """Whether either count is limited."""
         return bool(self.requests_per_minute or self.tokens_per_minute)
 
 
@@ -49,6 +50,7 @@ class LimitState:
     reset_tokens_seconds: float
 
     def headers(self) -> list[tuple[str, str]]:
+        """OpenAI's `x-ratelimit-*` headers for the counts the key is limited on."""
         headers = []
         if self.rate.requests_per_minute:
             headers += [
@@ -75,6 +77,8 @@ def _duration(seconds: float) -> str:
 
 
 class RateLimiter(Protocol):
+    """Per-key counters of requests and tokens, in memory or in Redis."""
+
     async def admit(self, key_id: str, rate: Rate) -> LimitState:
         """Counts one request, or raises `RateLimited` with the delay before a retry can
         pass; a request is refused too while the key has no tokens left."""
@@ -85,7 +89,9 @@ class RateLimiter(Protocol):
         ...
 
     @property
-    def healthy(self) -> bool: ...
+    def healthy(self) -> bool:
+        """Whether the counters can be reached; limits fail open while not."""
+        ...
 
 
 def _gcra(tat: float, now: float, limit: int, cost: float) -> tuple[float, float]:
@@ -117,9 +123,11 @@ class MemoryRateLimiter:
 
     @property
     def healthy(self) -> bool:
+        """Always: the counters are in this process."""
         return True
 
     async def admit(self, key_id: str, rate: Rate) -> LimitState:
+        """Counts one request against the key's limits, or raises `RateLimited`."""
         now = time.monotonic()
         request_tat = self._tats.get((key_id, "requests"), now)
         token_tat = self._tats.get((key_id, "tokens"), now)
@@ -135,6 +143,7 @@ class MemoryRateLimiter:
         return _state(rate, now, request_tat, token_tat)
 
     async def spend(self, key_id: str, rate: Rate, tokens: int) -> None:
+        """Counts the tokens of a finished turn against the key's token limit."""
         if not rate.tokens_per_minute or tokens <= 0:
             return
         now = time.monotonic()
@@ -217,9 +226,11 @@ class RedisRateLimiter:
 
     @property
     def healthy(self) -> bool:
+        """Whether the last call reached Redis."""
         return self._healthy
 
     async def close(self) -> None:
+        """Closes the connection to Redis."""
         await self._client.aclose()
 
     def _set_healthy(self, healthy: bool, error: BaseException | None = None) -> None:
@@ -234,6 +245,7 @@ class RedisRateLimiter:
                 self._on_health(healthy)
 
     async def admit(self, key_id: str, rate: Rate) -> LimitState:
+        """Counts one request in one script call; admits it while Redis is down."""
         result = await self._run(key_id, rate, 0)
         now = time.time()
         if result is None:
@@ -246,6 +258,7 @@ class RedisRateLimiter:
         return _state(rate, now, request_tat, token_tat)
 
     async def spend(self, key_id: str, rate: Rate, tokens: int) -> None:
+        """Counts the tokens of a finished turn; they go uncounted while Redis is down."""
         if rate.tokens_per_minute and tokens > 0:
             await self._run(key_id, rate, tokens)
 

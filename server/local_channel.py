@@ -31,6 +31,7 @@ class HandlerCollector:
     def add_registered_method_handlers(
         self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
     ) -> None:
+        """Keeps `handlers` by their full method paths, `/{service}/{method}`."""
         for method, handler in handlers.items():
             self.handlers[f"/{service}/{method}"] = handler
 
@@ -163,6 +164,7 @@ class LocalChannel:
         self._handlers = handlers
 
     def unary_unary(self, method: str, *_: Any, **__: Any) -> Callable[..., _UnaryCall]:
+        """A callable that runs the unary handler of `method` in this process."""
         behavior = self._handlers[method].unary_unary
 
         def call(request: Any, *, metadata: Any = (), **_: Any) -> _UnaryCall:
@@ -172,6 +174,7 @@ class LocalChannel:
         return call
 
     def unary_stream(self, method: str, *_: Any, **__: Any) -> Callable[..., _StreamCall]:
+        """A callable that runs the streaming handler of `method` in this process."""
         behavior = self._handlers[method].unary_stream
 
         def call(request: Any, *, metadata: Any = (), **_: Any) -> _StreamCall:

@@ -26,6 +26,8 @@ _NOT_OURS = "is not a page token this server issued for this query"
 
 
 class PageTokens:
+    """Issues and checks the page tokens of the List RPCs, signed with a server secret."""
+
     def __init__(self, repository: Repository) -> None:
         self._repository = repository
         self._key: bytes | None = None

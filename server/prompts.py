@@ -17,6 +17,7 @@ _TOKENS_PER_MESSAGE = 4
 
 
 def estimate_tokens(message: dict[str, Any]) -> int:
+    """An overestimate of a message's tokens: one per three characters, plus a few."""
     size = len(message.get("content") or "")
     for call in message.get("tool_calls") or ():
         size += len(call["function"]["name"]) + len(call["function"]["arguments"])

@@ -19,6 +19,8 @@ REPLY_SECONDS = 0.5
 
 
 class ReplicaBus:
+    """Passes cancels between replicas over Redis pub/sub."""
+
     def __init__(self, url: str, cancel_here: Callable[[str], int]) -> None:
         import redis.asyncio as redis
 
@@ -27,9 +29,11 @@ class ReplicaBus:
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Starts listening for the other replicas' cancels."""
         self._listener = asyncio.create_task(self._listen())
 
     async def close(self) -> None:
+        """Stops listening and closes the connection to Redis."""
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):

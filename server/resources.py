@@ -50,6 +50,7 @@ def parse_child_name(name: str, parent: str, collection: str, field: str) -> tup
 
 
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """`value` as a protobuf Timestamp, or None."""
     if value is None:
         return None
     stamp = timestamp_pb2.Timestamp()
@@ -67,10 +68,12 @@ def agent_config(agent: agent_pb2.Agent) -> dict[str, Any]:
 
 
 def agent_from_config(config: dict[str, Any]) -> agent_pb2.Agent:
+    """An agent's config fields from their stored form, unknown fields ignored."""
     return json_format.ParseDict(config, agent_pb2.Agent(), ignore_unknown_fields=True)
 
 
 def agent_to_proto(row: tables.Agent, config: dict[str, Any] | None = None) -> agent_pb2.Agent:
+    """The `Agent` resource of a row, with its draft or the given `config`."""
     agent = agent_from_config(row.config if config is None else config)
     agent.name = f"agents/{row.id}"
     agent.id = row.id
@@ -82,6 +85,7 @@ def agent_to_proto(row: tables.Agent, config: dict[str, Any] | None = None) -> a
 
 
 def version_to_proto(row: tables.AgentVersion, agent: tables.Agent) -> agent_pb2.AgentVersion:
+    """The `AgentVersion` resource: the agent as that version published it."""
     snapshot = agent_to_proto(agent, row.config)
     snapshot.latest_version = row.version
     return agent_pb2.AgentVersion(
@@ -93,6 +97,7 @@ def version_to_proto(row: tables.AgentVersion, agent: tables.Agent) -> agent_pb2
 
 
 def document_to_proto(row: tables.KnowledgeDocument) -> agent_pb2.KnowledgeDocument:
+    """The `KnowledgeDocument` resource of a row."""
     return agent_pb2.KnowledgeDocument(
         name=f"agents/{row.agent_id}/documents/{row.id}",
         id=row.id,
@@ -107,6 +112,7 @@ def document_to_proto(row: tables.KnowledgeDocument) -> agent_pb2.KnowledgeDocum
 
 
 def session_to_proto(row: tables.Session, message_count: int) -> session_pb2.Session:
+    """The `Session` resource of a row."""
     return session_pb2.Session(
         name=f"sessions/{row.id}",
         id=row.id,
@@ -119,10 +125,12 @@ def session_to_proto(row: tables.Session, message_count: int) -> session_pb2.Ses
 
 
 def sources_to_proto(row: MessageRecord) -> list[session_pb2.Source]:
+    """The knowledge passages a reply was grounded in, as `Source`s."""
     return [session_pb2.Source(**source) for source in row.sources]
 
 
 def message_to_proto(row: MessageRecord) -> session_pb2.Message:
+    """The `Message` resource of a row, with tool calls, usage and metrics that apply."""
     message = session_pb2.Message(
         name=f"sessions/{row.session_id}/messages/{row.id}",
         id=row.id,
@@ -145,6 +153,7 @@ def message_to_proto(row: MessageRecord) -> session_pb2.Message:
 
 
 def usage_of(row: MessageRecord) -> usage_pb2.Usage:
+    """The token usage of a reply."""
     return usage_pb2.Usage(
         prompt_tokens=row.prompt_tokens,
         completion_tokens=row.completion_tokens,
@@ -153,6 +162,7 @@ def usage_of(row: MessageRecord) -> usage_pb2.Usage:
 
 
 def metrics_of(row: MessageRecord) -> session_pb2.ReplyMetrics:
+    """How a reply was made: backend, agent version, latency and time to first token."""
     return session_pb2.ReplyMetrics(
         backend=row.backend or "",
         agent_version=row.agent_version or 0,
@@ -162,6 +172,7 @@ def metrics_of(row: MessageRecord) -> session_pb2.ReplyMetrics:
 
 
 def key_to_proto(row: tables.ApiKey, secret: str = "") -> key_service_pb2.Key:
+    """The `Key` resource of a row; `secret` only when the key was just created."""
     return key_service_pb2.Key(
         name=f"keys/{row.id}",
         id=row.id,
@@ -184,6 +195,7 @@ def key_to_proto(row: tables.ApiKey, secret: str = "") -> key_service_pb2.Key:
 
 
 def page_size(requested: int, default: int = 50) -> int:
+    """The page size to use: `default` for 0, at most 1000; a negative one is refused."""
     if requested < 0:
         raise InvalidArgument("page_size", "must not be negative")
     return min(requested or default, 1000)

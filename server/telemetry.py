@@ -56,6 +56,7 @@ class GrpcDoorTelemetry(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        """The method's handler with the door's telemetry, built on its first call."""
         method = handler_call_details.method
         wrapped = self._handlers.get(method)
         if wrapped is None:
@@ -160,6 +161,7 @@ class CallerTelemetry(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        """The method's handler wrapped by `observe_caller`."""
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler

@@ -34,6 +34,8 @@ TIMESTAMP_HEADER = "x-switchboard-timestamp"
 
 @dataclass(frozen=True)
 class ToolResult:
+    """What a tool call answered, fed back to the model as the tool's message."""
+
     call_id: str
     name: str
     content: str
@@ -76,6 +78,7 @@ class WebhookTools:
 
     @observed_tool_call
     async def run(self, agent: agent_pb2.Agent, call: ToolCall) -> ToolResult:
+        """Posts one call to its tool's webhook; any failure is an error result, not raised."""
         tool = next((t for t in agent.tools if t.name == call.name), None)
         if tool is None:
             return ToolResult(

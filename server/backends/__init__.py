@@ -24,16 +24,22 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class TextDelta:
+    """The next piece of the reply's text."""
+
     text: str
 
 
 @dataclass(frozen=True)
 class ToolCallsRequested:
+    """The tool calls the model asked for, to run before the next step."""
+
     calls: Sequence[ToolCall]
 
 
 @dataclass(frozen=True)
 class UsageReported:
+    """The prompt and completion tokens the model reported for the step."""
+
     prompt_tokens: int
     completion_tokens: int
 
@@ -71,4 +77,6 @@ class ModelBackend(Protocol):
         """How replies' metrics name this backend for `agent`."""
         ...
 
-    def stream(self, turn: TurnContext) -> AsyncGenerator[BackendEvent, None]: ...
+    def stream(self, turn: TurnContext) -> AsyncGenerator[BackendEvent, None]:
+        """One step: text deltas, then any tool calls, the usage and why it stopped."""
+        ...

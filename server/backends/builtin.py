@@ -25,10 +25,14 @@ _GROUP = re.compile(rf"(?:\S+\s*|\s+){{1,{_WORDS_PER_DELTA}}}")
 
 
 class KnowledgeResponder:
+    """The builtin backend: the best passage or the fallback reply, in groups of words."""
+
     def name(self, agent: agent_pb2.Agent) -> str:
+        """`builtin`, whatever the agent."""
         return "builtin"
 
     async def stream(self, turn: TurnContext) -> AsyncGenerator[BackendEvent, None]:
+        """The reply as groups of words, the agent's `delta_interval_ms` apart."""
         interval = turn.agent.backend.builtin.delta_interval_ms / 1000
         text = reply_text(turn)
         # Groups are cut as they are sent, not all at once: a paced reply holds only its text.
@@ -43,11 +47,13 @@ class KnowledgeResponder:
 
 
 def reply_text(turn: TurnContext) -> str:
+    """The best-ranked passage, else the agent's fallback reply, else the default one."""
     if turn.passages:
         return turn.passages[0].text
     return turn.agent.fallback_reply or DEFAULT_FALLBACK_REPLY
 
 
 def word_groups(text: str, size: int = _WORDS_PER_DELTA) -> list[str]:
+    """`text` cut into deltas of `size` words, each with the whitespace after it."""
     words = _WORD_WITH_SPACE.findall(text)
     return ["".join(words[i : i + size]) for i in range(0, len(words), size)]

@@ -83,15 +83,19 @@ def shared_client() -> httpx.AsyncClient:
 
 
 class OpenAICompatibleBackend:
+    """Streams replies from an upstream OpenAI-compatible chat completions API."""
+
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
         self._pool = UpstreamPool()
 
     def name(self, agent: agent_pb2.Agent) -> str:
+        """`openai_compatible:` followed by the agent's upstream model."""
         return f"openai_compatible:{agent.backend.openai_compatible.model}"
 
     @observed_upstream_call
     async def stream(self, turn: TurnContext) -> AsyncGenerator[BackendEvent, None]:
+        """One step from the upstream; a refused connection or a 5xx is retried first."""
         upstream = turn.agent.backend.openai_compatible
         try:
             target = _target(upstream.base_url)
@@ -543,6 +547,7 @@ class UpstreamPool:
             return connection
 
     def release(self, connection: _Connection) -> None:
+        """Keeps `connection` if its reply was read whole and there is room; else closes it."""
         if not connection.reusable():
             connection.close()
             return
@@ -554,6 +559,7 @@ class UpstreamPool:
         idle.append(connection)
 
     def close(self) -> None:
+        """Closes every idle connection."""
         for idle in self._idle.values():
             for connection in idle:
                 connection.close()

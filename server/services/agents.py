@@ -48,6 +48,8 @@ def _populated_paths(agent: agent_pb2.Agent) -> list[str]:
 
 
 class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
+    """Agents, their published versions and their knowledge, in the caller's workspace."""
+
     def __init__(self, repository: Repository, pages: PageTokens) -> None:
         self._repository = repository
         self._pages = pages
@@ -55,6 +57,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     async def CreateAgent(
         self, request: agent_service_pb2.CreateAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
+        """Creates an agent; a bad config is refused with all its field violations."""
         check_agent(request.agent, "agent")
         row = await self._repository.create_agent(
             current_principal().workspace_id,
@@ -66,6 +69,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     async def GetAgent(
         self, request: agent_service_pb2.GetAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
+        """An agent's draft, by id or slug."""
         agent = resources.parse_name(request.name, "agents", "name")
         row = await self._repository.get_agent(current_principal().workspace_id, agent)
         return resources.agent_to_proto(row)
@@ -73,6 +77,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     async def ListAgents(
         self, request: agent_service_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> agent_service_pb2.ListAgentsResponse:
+        """The workspace's agents, oldest first, a page at a time."""
         workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
         rows = await self._repository.list_agents(
@@ -88,6 +93,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     async def UpdateAgent(
         self, request: agent_service_pb2.UpdateAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
+        """Updates the draft's masked fields (without a mask, those set); versions stay."""
         agent = resources.parse_name(request.agent.name, "agents", "agent.name")
         paths = list(request.update_mask.paths) or _populated_paths(request.agent)
         for path in paths:
@@ -116,6 +122,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     async def DeleteAgent(
         self, request: agent_service_pb2.DeleteAgentRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
+        """Deletes an agent with its versions, knowledge and sessions."""
         agent = resources.parse_name(request.name, "agents", "name")
         await self._repository.delete_agent(current_principal().workspace_id, agent)
         return empty_pb2.Empty()
@@ -123,6 +130,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     async def PublishAgent(
         self, request: agent_service_pb2.PublishAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.AgentVersion:
+        """Snapshots the draft, checked again, as the next version, which chat serves."""
         agent = resources.parse_name(request.name, "agents", "name")
         workspace = current_principal().workspace_id
         # Drafts saved before a rule existed are checked again before they go live.
@@ -137,6 +145,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         request: agent_service_pb2.ListAgentVersionsRequest,
         context: grpc.aio.ServicerContext,
     ) -> agent_service_pb2.ListAgentVersionsResponse:
+        """An agent's published versions, newest first, a page at a time."""
         agent = resources.parse_name(request.parent, "agents", "parent")
         workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
@@ -158,6 +167,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         request: agent_service_pb2.CreateKnowledgeDocumentRequest,
         context: grpc.aio.ServicerContext,
     ) -> agent_pb2.KnowledgeDocument:
+        """Adds a document, searchable at once; it replaces one of the same `source`."""
         agent = resources.parse_name(request.parent, "agents", "parent")
         new = _new_document(request.document, "document")
         [(row, _)] = await self._repository.add_documents(
@@ -170,6 +180,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         request: agent_service_pb2.BatchCreateKnowledgeDocumentsRequest,
         context: grpc.aio.ServicerContext,
     ) -> agent_service_pb2.BatchCreateKnowledgeDocumentsResponse:
+        """Adds up to 1000 documents in one transaction: all of them or none."""
         agent = resources.parse_name(request.parent, "agents", "parent")
         if not request.requests:
             raise InvalidArgument("requests", "must hold at least one document")
@@ -200,6 +211,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         request: agent_service_pb2.ListKnowledgeDocumentsRequest,
         context: grpc.aio.ServicerContext,
     ) -> agent_service_pb2.ListKnowledgeDocumentsResponse:
+        """An agent's knowledge documents, oldest first, a page at a time."""
         agent = resources.parse_name(request.parent, "agents", "parent")
         workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
@@ -219,6 +231,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         request: agent_service_pb2.DeleteKnowledgeDocumentRequest,
         context: grpc.aio.ServicerContext,
     ) -> empty_pb2.Empty:
+        """Removes a document and its passages from the agent's knowledge."""
         agent, document = resources.parse_child_name(request.name, "agents", "documents", "name")
         await self._repository.delete_document(current_principal().workspace_id, agent, document)
         return empty_pb2.Empty()

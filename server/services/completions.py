@@ -132,6 +132,8 @@ def _replay(completion: pb.ChatCompletion, include_usage: bool) -> list[pb.ChatC
 
 
 class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
+    """OpenAI-shaped chat completions: one turn of a published agent per request."""
+
     def __init__(
         self, repository: Repository, turns: TurnRunner, idempotency: IdempotencyKeys
     ) -> None:
@@ -142,6 +144,7 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
     async def CreateChatCompletion(
         self, request: pb.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> pb.ChatCompletion:
+        """Runs one turn and returns the whole reply; an idempotency key replays it."""
         principal = current_principal()
 
         async def produce() -> pb.ChatCompletion:
@@ -158,6 +161,7 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
     async def StreamChatCompletion(
         self, request: pb.CreateChatCompletionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ChatCompletionChunk]:
+        """Runs one turn as OpenAI chunks; a finished idempotency key replays them."""
         principal = current_principal()
         turn = _turn_request(request)
         include_usage = request.stream_options.include_usage

@@ -25,6 +25,7 @@ class CorsService(cors_service_pb2_grpc.CorsServiceServicer):
     async def CheckPreflight(
         self, request: cors_service_pb2.CheckPreflightRequest, context: grpc.aio.ServicerContext
     ) -> cors_service_pb2.CheckPreflightResponse:
+        """Whether to grant it: a route publishable keys may call, from an origin one lists."""
         access = ACCESS_BY_METHOD.get(request.method)
         if access is None or not access.publishable:
             return cors_service_pb2.CheckPreflightResponse(allowed=False)

@@ -15,6 +15,8 @@ from server.store.repository import Repository
 
 
 class KeyService(key_service_pb2_grpc.KeyServiceServicer):
+    """The API keys of the caller's workspace."""
+
     def __init__(self, repository: Repository, pages: PageTokens) -> None:
         self._repository = repository
         self._pages = pages
@@ -22,6 +24,7 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
     async def CreateKey(
         self, request: key_service_pb2.CreateKeyRequest, context: grpc.aio.ServicerContext
     ) -> key_service_pb2.Key:
+        """Creates a key and returns its secret, once; a key grants only scopes it holds."""
         principal = current_principal()
         key = request.key
         publishable = key.kind == key_service_pb2.KEY_KIND_PUBLISHABLE
@@ -89,6 +92,7 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
     async def ListKeys(
         self, request: key_service_pb2.ListKeysRequest, context: grpc.aio.ServicerContext
     ) -> key_service_pb2.ListKeysResponse:
+        """The workspace's keys, oldest first, without secrets."""
         workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
         rows = await self._repository.list_keys(
@@ -104,6 +108,7 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
     async def RevokeKey(
         self, request: key_service_pb2.RevokeKeyRequest, context: grpc.aio.ServicerContext
     ) -> key_service_pb2.Key:
+        """Revokes a key; it stops working at once."""
         key_id = resources.parse_name(request.name, "keys", "name")
         row = await self._repository.revoke_key(current_principal().workspace_id, key_id)
         return resources.key_to_proto(row)

@@ -30,12 +30,15 @@ def _model(agent: Agent, config: dict[str, Any]) -> model_service_pb2.Model:
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """Published agents as OpenAI models, those the caller's key may use."""
+
     def __init__(self, repository: Repository) -> None:
         self._repository = repository
 
     async def ListModels(
         self, request: model_service_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> model_service_pb2.ListModelsResponse:
+        """The published agents the key may use, as OpenAI's model list."""
         principal = current_principal()
         agents = await self._repository.list_agents(
             principal.workspace_id, limit=10_000, after=None, published_only=True
@@ -49,6 +52,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     async def GetModel(
         self, request: model_service_pb2.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> model_service_pb2.Model:
+        """One published agent the key may use, by id or slug."""
         if not request.model:
             raise InvalidArgument("model", "name the agent id or slug")
         principal = current_principal()

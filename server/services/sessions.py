@@ -79,6 +79,8 @@ def _replay(
 
 
 class SessionService(session_service_pb2_grpc.SessionServiceServicer):
+    """Sessions, their messages, and the turns that add to them."""
+
     def __init__(
         self,
         repository: Repository,
@@ -98,6 +100,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         request: session_service_pb2.CreateSessionRequest,
         context: grpc.aio.ServicerContext,
     ) -> session_pb2.Session:
+        """Starts a session with a published agent the key may use."""
         if not request.session.agent:
             raise InvalidArgument("session.agent", "name the agent, `agents/{id or slug}`")
         agent = resources.parse_name(request.session.agent, "agents", "session.agent")
@@ -111,6 +114,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
     async def GetSession(
         self, request: session_service_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
     ) -> session_pb2.Session:
+        """A session of the workspace, with its message count."""
         session = resources.parse_name(request.name, "sessions", "name")
         row, count = await self._repository.get_session(current_principal().workspace_id, session)
         return resources.session_to_proto(row, count)
@@ -120,6 +124,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         request: session_service_pb2.ListSessionsRequest,
         context: grpc.aio.ServicerContext,
     ) -> session_service_pb2.ListSessionsResponse:
+        """The workspace's sessions, newest first, optionally of one agent."""
         workspace = current_principal().workspace_id
         agent_id = None
         if request.agent:
@@ -145,6 +150,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         request: session_service_pb2.DeleteSessionRequest,
         context: grpc.aio.ServicerContext,
     ) -> empty_pb2.Empty:
+        """Deletes a session and its messages."""
         session = resources.parse_name(request.name, "sessions", "name")
         await self._repository.delete_session(current_principal().workspace_id, session)
         return empty_pb2.Empty()
@@ -154,6 +160,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         request: session_service_pb2.ListMessagesRequest,
         context: grpc.aio.ServicerContext,
     ) -> session_service_pb2.ListMessagesResponse:
+        """A session's messages in order; a publishable key reads only its agents'."""
         session = resources.parse_name(request.parent, "sessions", "parent")
         principal = current_principal()
         owner = await self._repository.session_agent(principal.workspace_id, session)
@@ -174,6 +181,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         request: session_service_pb2.SendMessageRequest,
         context: grpc.aio.ServicerContext,
     ) -> session_service_pb2.SendMessageResponse:
+        """Sends a user message and returns the whole reply; an idempotency key replays it."""
         principal = current_principal()
 
         async def produce() -> session_service_pb2.SendMessageResponse:
@@ -196,6 +204,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         request: session_service_pb2.SendMessageRequest,
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[session_service_pb2.MessageEvent]:
+        """Streams the reply as events; a failure after the first delta ends in `error`."""
         principal = current_principal()
         turn = await self._turn_request(request)
         reserved = await self._idempotency.reserve(
@@ -261,6 +270,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         request: session_service_pb2.CancelTurnRequest,
         context: grpc.aio.ServicerContext,
     ) -> session_service_pb2.CancelTurnResponse:
+        """Cancels the session's running turns, here or on another replica; says how many."""
         session = resources.parse_name(request.name, "sessions", "name")
         principal = current_principal()
         owner = await self._repository.session_agent(principal.workspace_id, session)

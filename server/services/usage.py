@@ -34,6 +34,8 @@ def _group(row: UsageSum) -> pb.UsageGroup:
 
 
 class UsageService(usage_service_pb2_grpc.UsageServiceServicer):
+    """The token usage of the caller's workspace."""
+
     def __init__(self, ledger: UsageLedger, pages: PageTokens) -> None:
         self._ledger = ledger
         self._pages = pages
@@ -41,6 +43,7 @@ class UsageService(usage_service_pb2_grpc.UsageServiceServicer):
     async def SummarizeUsage(
         self, request: pb.SummarizeUsageRequest, context: grpc.aio.ServicerContext
     ) -> pb.SummarizeUsageResponse:
+        """Token sums of a time range by key, agent, session or day, a page at a time."""
         workspace = current_principal().workspace_id
         start = request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None
         end = request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None

@@ -28,17 +28,21 @@ def _to_proto(row: Workspace) -> pb.Workspace:
 
 
 class WorkspaceService(workspace_service_pb2_grpc.WorkspaceServiceServicer):
+    """The caller's own workspace."""
+
     def __init__(self, workspaces: Workspaces) -> None:
         self._workspaces = workspaces
 
     async def GetWorkspace(
         self, request: pb.GetWorkspaceRequest, context: grpc.aio.ServicerContext
     ) -> pb.Workspace:
+        """The caller's workspace, with its token balance when it has one."""
         return _to_proto(await self._workspaces.get(current_principal().workspace_id))
 
     async def UpdateWorkspace(
         self, request: pb.UpdateWorkspaceRequest, context: grpc.aio.ServicerContext
     ) -> pb.Workspace:
+        """Renames the caller's workspace; the token balance is the operator's to set."""
         paths = list(request.update_mask.paths) or ["display_name"]
         for path in paths:
             if path == "token_balance":
