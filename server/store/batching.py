@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert, update
@@ -20,6 +19,7 @@ from sqlmodel import SQLModel
 from observability.metrics import metrics
 from server.store.sqlite_writer import SQLiteWriter
 from server.store.tables import utcnow
+from server.store.turn_write import TurnWrite
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +29,9 @@ _USAGE = SQLModel.metadata.tables["usage_records"]
 _WORKSPACES = SQLModel.metadata.tables["workspaces"]
 
 
-@dataclass
-class TurnWrite:
-    """The rows one turn step writes.
-
-    With `reserve`, the session `(workspace_id, session_id)` hands out the next
-    `len(messages)` positions atomically, and `messages` get them in order; otherwise
-    `messages` carry their positions already."""
-
-    sessions: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    usage: list[dict[str, Any]] = field(default_factory=list)
-    reserve: tuple[str, str] | None = None
-    # Tokens to debit from a metered workspace's balance, in the usage record's transaction,
-    # so that the ledger and the balance always agree.
-    debit: tuple[str, int] | None = None
-
-
 class WriteBatcher:
+    """Queues turn writes and commits each group of them in one transaction."""
+
     def __init__(self, engine: AsyncEngine, lock: asyncio.Lock | None) -> None:
         self._engine = engine
         # SQLite takes one writer at a time: its writes share the repository's write lock.

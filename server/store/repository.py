@@ -33,7 +33,7 @@ from server.errors import (
     clip,
 )
 from server.knowledge import content_hash
-from server.store.batching import TurnWrite, WriteBatcher
+from server.store.batching import WriteBatcher
 from server.store.database import is_sqlite
 from server.store.search import PassageIndex, ScoredPassage
 from server.store.tables import (
@@ -49,6 +49,7 @@ from server.store.tables import (
     Workspace,
     utcnow,
 )
+from server.store.turn_write import TurnWrite
 
 T = TypeVar("T")
 

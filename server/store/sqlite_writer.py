@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
@@ -26,9 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from server.store.tables import utcnow
-
-if TYPE_CHECKING:
-    from server.store.batching import TurnWrite
+from server.store.turn_write import TurnWrite
 
 _TABLES = ("sessions", "messages", "usage_records")
 # The parts of a `TurnWrite` this writer knows how to store. A write carrying anything else
@@ -91,7 +89,7 @@ class SQLiteWriter:
         return await done
 
 
-_Job = tuple["Sequence[TurnWrite]", asyncio.AbstractEventLoop, "asyncio.Future[list[int | None]]"]
+_Job = tuple[Sequence[TurnWrite], asyncio.AbstractEventLoop, "asyncio.Future[list[int | None]]"]
 # Per kind of write: the fields this writer does not store, with the value each must keep
 # (its default) for the writer to take the write; a field without a default is never taken.
 _EXTRA_FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {}

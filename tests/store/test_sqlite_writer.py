@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from server import ids
-from server.store.batching import TurnWrite
 from server.store.database import create_engine, migrate
 from server.store.repository import MessageRecord, Repository
 from server.store.sqlite_writer import SQLiteWriter
 from server.store.tables import utcnow
+from server.store.turn_write import TurnWrite
 
 TABLES = ("sessions", "messages", "usage_records")
 
