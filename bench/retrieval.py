@@ -32,8 +32,8 @@ from switchboard.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
 
 from bench.corpus import Corpus, generate
 from server.knowledge import search_terms
+from server.store import Store
 from server.store.database import create_engine
-from server.store.repository import Repository
 from tests.conftest import POSTGRES_URL, RunningServer, run_server
 
 _BATCH = 500
@@ -140,18 +140,18 @@ def _sources(connection: http.client.HTTPConnection, key: str, session: str) -> 
 
 
 async def _time_searches(database_url: str, agent_id: str, corpus: Corpus) -> list[float]:
-    """The search alone: each planted question ranked by a repository of this process on the
-    server's database (a new repository, so no ranking is cached)."""
-    repository = Repository(create_engine(database_url))
+    """The search alone: each planted question ranked by a store of this process on the
+    server's database (a new store, so no ranking is cached)."""
+    store = Store(create_engine(database_url))
     timings = []
     try:
         for planted in corpus.questions:
             started = time.perf_counter()
             terms = search_terms(planted.question)
-            await repository.search_passages(agent_id, terms, limit=3)
+            await store.knowledge.search_passages(agent_id, terms, limit=3)
             timings.append(time.perf_counter() - started)
     finally:
-        await repository.close()
+        await store.close()
     return sorted(timings)
 
 

@@ -29,8 +29,8 @@ from observability import metrics as prometheus
 from server.auth import ALL_SCOPES
 from server.chat import TurnSettings
 from server.errors import AgentNotFound
+from server.store import Store
 from server.store.database import create_engine
-from server.store.repository import Repository
 
 app = typer.Typer(
     help="Switchboard, a self-hostable agent server.",
@@ -157,17 +157,17 @@ ShutdownGrace = Annotated[
 ]
 
 
-def _with_repository(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
-    return _run_repository(open_database(database_url, create=False), work)
+def _with_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
+    return _run_store(open_database(database_url, create=False), work)
 
 
-def _run_repository(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
+def _run_store(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
     async def run() -> T:
-        repository = Repository(create_engine(database_url))
+        store = Store(create_engine(database_url))
         try:
-            return await work(repository)
+            return await work(store)
         finally:
-            await repository.close()
+            await store.close()
 
     return asyncio.run(run())
 
@@ -318,20 +318,20 @@ def _run_server(config: WorkerConfig, workers: int, demo: bool) -> int:
     if demo:
         key_name = demo_key_name(grpc_addr)
 
-        async def seed(repository: Repository) -> tuple[str, list[str]]:
-            await ensure_demo(repository)
+        async def seed(store: Store) -> tuple[str, list[str]]:
+            await ensure_demo(store)
             # The key an earlier `serve --demo` on this address printed: keys do not pile up.
             revoked = []
-            for key in await repository.list_keys(DEFAULT_WORKSPACE_ID, limit=10_000, after=None):
+            for key in await store.keys.list_page(DEFAULT_WORKSPACE_ID, limit=10_000, after=None):
                 if key.display_name == key_name and key.revoked_at is None:
-                    await repository.revoke_key(DEFAULT_WORKSPACE_ID, key.id)
+                    await store.keys.revoke(DEFAULT_WORKSPACE_ID, key.id)
                     revoked.append(f"{key.prefix}… ({key.id})")
-            _, secret = await repository.create_key(
+            _, secret = await store.keys.create(
                 DEFAULT_WORKSPACE_ID, display_name=key_name, kind="secret", scopes=ALL_SCOPES
             )
             return secret, revoked
 
-        key, revoked = _run_repository(database_url, seed)
+        key, revoked = _run_store(database_url, seed)
         for old in revoked:
             _say(f"Revoked the previous demo key {old}.")
         _print_demo(key, grpc_addr, http_addr, grpc_only)
@@ -433,15 +433,15 @@ def keys_create(
                 f"choose from {', '.join(ALL_SCOPES)}"
             )
 
-    async def create(repository: Repository) -> str:
-        await repository.ensure_workspace(DEFAULT_WORKSPACE_ID, "default")
+    async def create(store: Store) -> str:
+        await store.workspaces.ensure(DEFAULT_WORKSPACE_ID, "default")
         agent_ids = []
         for agent in agent_names:
             try:
-                agent_ids.append((await repository.get_agent(DEFAULT_WORKSPACE_ID, agent)).id)
+                agent_ids.append((await store.agents.get(DEFAULT_WORKSPACE_ID, agent)).id)
             except AgentNotFound:
                 fail(f"agent {agent!r} does not exist")
-        _, secret = await repository.create_key(
+        _, secret = await store.keys.create(
             DEFAULT_WORKSPACE_ID,
             display_name=name,
             kind="publishable" if publishable else "secret",
@@ -451,18 +451,18 @@ def keys_create(
         )
         return secret
 
-    _say(_with_repository(database_url, create))
+    _say(_with_store(database_url, create))
 
 
 @agents_app.command("list")
 def agents_list(database_url: DatabaseUrl = defaults.DEFAULT_DATABASE_URL) -> None:
     """List the agents with their published version."""
 
-    async def rows(repository: Repository) -> list[tuple[str, str, int]]:
-        agents = await repository.list_agents(DEFAULT_WORKSPACE_ID, limit=10_000, after=None)
+    async def rows(store: Store) -> list[tuple[str, str, int]]:
+        agents = await store.agents.list_page(DEFAULT_WORKSPACE_ID, limit=10_000, after=None)
         return [(a.id, a.slug or "", a.latest_version) for a in agents]
 
-    listed = _with_repository(database_url, rows)
+    listed = _with_store(database_url, rows)
     _say(f"{'ID':<30} {'SLUG':<24} PUBLISHED")
     for agent_id, slug, version in listed:
         _say(f"{agent_id:<30} {slug:<24} {('v' + str(version)) if version else '-'}")

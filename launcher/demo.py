@@ -8,7 +8,7 @@ from switchboard.v1 import agent_pb2
 from server import resources
 from server.errors import AgentNotFound
 from server.knowledge import split_passages
-from server.store.repository import Repository
+from server.store import Store
 
 DEFAULT_WORKSPACE_ID = "ws_default"
 DEMO_SLUG = "support-bot"
@@ -59,20 +59,20 @@ def _demo_agent() -> agent_pb2.Agent:
     )
 
 
-async def ensure_demo(repository: Repository) -> str:
+async def ensure_demo(store: Store) -> str:
     """Creates the demo agent unless it exists; returns its id."""
-    await repository.ensure_workspace(DEFAULT_WORKSPACE_ID, "default")
+    await store.workspaces.ensure(DEFAULT_WORKSPACE_ID, "default")
     try:
-        existing = await repository.get_agent(DEFAULT_WORKSPACE_ID, DEMO_SLUG)
+        existing = await store.agents.get(DEFAULT_WORKSPACE_ID, DEMO_SLUG)
         return existing.id
     except AgentNotFound:
         pass
     agent = _demo_agent()
-    row = await repository.create_agent(
+    row = await store.agents.create(
         DEFAULT_WORKSPACE_ID, slug=agent.slug, config=resources.agent_config(agent)
     )
     for title, content in _KNOWLEDGE.items():
-        await repository.add_document(
+        await store.knowledge.add_document(
             DEFAULT_WORKSPACE_ID,
             row.id,
             title=title,
@@ -80,5 +80,5 @@ async def ensure_demo(repository: Repository) -> str:
             mime_type="text/markdown",
             passages=split_passages(content),
         )
-    await repository.publish_agent(DEFAULT_WORKSPACE_ID, row.id)
+    await store.agents.publish(DEFAULT_WORKSPACE_ID, row.id)
     return row.id

@@ -16,10 +16,9 @@ from launcher import settings as defaults
 from launcher.database import open_database
 from server.auth import ALL_SCOPES
 from server.errors import SwitchboardError
+from server.store import Store
 from server.store.database import create_engine
-from server.store.repository import Repository
-from server.store.usage import GROUPINGS, UsageLedger, UsageSum
-from server.store.workspaces import Workspaces
+from server.store.usage import GROUPINGS, UsageSum
 
 T = TypeVar("T")
 
@@ -37,18 +36,18 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _run(database_url: str, work: Callable[[Repository], Awaitable[T]]) -> T:
+def _run(database_url: str, work: Callable[[Store], Awaitable[T]]) -> T:
     database_url = open_database(database_url, create=False)
 
     async def run() -> T:
-        repository = Repository(create_engine(database_url))
+        store = Store(create_engine(database_url))
         try:
-            return await work(repository)
+            return await work(store)
         except SwitchboardError as error:
             typer.echo(f"switchboard: {error.message}", err=True)
             raise typer.Exit(2) from None
         finally:
-            await repository.close()
+            await store.close()
 
     return asyncio.run(run())
 
@@ -60,9 +59,9 @@ def create(
 ) -> None:
     """Create a workspace and print its first all-scopes key (shown only this once)."""
 
-    async def work(repository: Repository) -> tuple[str, str]:
-        workspace = await Workspaces(repository).create(name)
-        _, secret = await repository.create_key(
+    async def work(store: Store) -> tuple[str, str]:
+        workspace = await store.workspaces.create(name)
+        _, secret = await store.keys.create(
             workspace.id, display_name="first key", kind="secret", scopes=ALL_SCOPES
         )
         return workspace.id, secret
@@ -76,8 +75,8 @@ def create(
 def list_workspaces(database_url: DatabaseUrl = defaults.DEFAULT_DATABASE_URL) -> None:
     """List the workspaces with their token balances."""
 
-    async def work(repository: Repository) -> list[tuple[str, str, str]]:
-        rows = await Workspaces(repository).list_all()
+    async def work(store: Store) -> list[tuple[str, str, str]]:
+        rows = await store.workspaces.list_all()
         return [
             (w.id, w.name, "unlimited" if w.token_balance is None else str(w.token_balance))
             for w in rows
@@ -105,8 +104,8 @@ def set_balance(
         typer.echo("switchboard: TOKENS must be a whole number or `unlimited`", err=True)
         raise typer.Exit(2)
 
-    async def work(repository: Repository) -> str:
-        workspaces = Workspaces(repository)
+    async def work(store: Store) -> str:
+        workspaces = store.workspaces
         found = await workspaces.find(workspace)
         updated = await workspaces.set_balance(found.id, balance)
         return "unlimited" if updated.token_balance is None else str(updated.token_balance)
@@ -132,9 +131,9 @@ def usage(
         raise typer.Exit(2)
     start, end = _day(since, "--since"), _day(until, "--until")
 
-    async def work(repository: Repository) -> tuple[list[UsageSum], UsageSum]:
-        found = await Workspaces(repository).find(workspace)
-        return await UsageLedger(repository).summarize(
+    async def work(store: Store) -> tuple[list[UsageSum], UsageSum]:
+        found = await store.workspaces.find(workspace)
+        return await store.usage.summarize(
             found.id, group_by=group_by, start=start, end=end, after=None, limit=1_000_000
         )
 

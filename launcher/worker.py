@@ -28,8 +28,9 @@ from launcher.ports import listen
 from observability import logs, metrics, tracing
 from server.app import Core
 from server.chat import TurnSettings
+from server.store import Store
+from server.store.caching import Generation
 from server.store.database import create_engine
-from server.store.repository import Generation, Repository
 
 if TYPE_CHECKING:
     from http_edge.server import EdgeServer
@@ -98,8 +99,8 @@ async def _serve(
 ) -> None:
     # The HTTP port first: a taken port fails the start before anything else runs.
     listener = listen(config.http_addr, config.reuse_port) if config.http_addr else None
-    repository = Repository(create_engine(config.database_url), generation)
-    core = Core(repository, config.turns, redis_url=config.redis_url)
+    store = Store(create_engine(config.database_url), generation)
+    core = Core(store, config.turns, redis_url=config.redis_url)
     await core.start()
     grpc_server = await core.serve_grpc(config.grpc_addr, reuse_port=config.reuse_port)
     stop = asyncio.Event()

@@ -45,10 +45,7 @@ from server.services.models import ModelService
 from server.services.sessions import SessionService
 from server.services.usage import UsageService
 from server.services.workspaces import WorkspaceService
-from server.store.origins import ListedOrigins
-from server.store.repository import Repository
-from server.store.usage import UsageLedger
-from server.store.workspaces import Workspaces
+from server.store import Store
 from server.telemetry import CallerTelemetry, GrpcDoorTelemetry, observe_caller
 
 log = logging.getLogger("switchboard")
@@ -82,13 +79,13 @@ class Core:
 
     def __init__(
         self,
-        repository: Repository,
+        store: Store,
         turn_settings: TurnSettings | None = None,
         *,
         redis_url: str | None = None,
     ) -> None:
-        self.repository = repository
-        self._interceptor = AuthInterceptor(repository, _log_unexpected)
+        self.store = store
+        self._interceptor = AuthInterceptor(store.keys, _log_unexpected)
         self._health = health_aio.HealthServicer()
         self._health_updates: set[asyncio.Future[None]] = set()
         # One pooled HTTP client per process, for upstream models and webhook tools.
@@ -98,37 +95,37 @@ class Core:
             if redis_url
             else MemoryRateLimiter()
         )
-        turns = TurnRunner(repository, self._http, turn_settings, limiter=self._limiter)
+        turns = TurnRunner(store, self._http, turn_settings, limiter=self._limiter)
         # With Redis, a cancel reaches the replica that runs the turn.
         self._replicas = ReplicaBus(redis_url, turns.cancel) if redis_url else None
-        idempotency = IdempotencyKeys(repository)
-        pages = PageTokens(repository)
+        idempotency = IdempotencyKeys(store.idempotency)
+        pages = PageTokens(store.database)
         self._servicers = (
             (
                 agent_service_pb2_grpc.add_AgentServiceServicer_to_server,
-                AgentService(repository, pages),
+                AgentService(store, pages),
             ),
             (
                 session_service_pb2_grpc.add_SessionServiceServicer_to_server,
-                SessionService(repository, turns, idempotency, pages, self._replicas),
+                SessionService(store, turns, idempotency, pages, self._replicas),
             ),
             (
                 completion_service_pb2_grpc.add_CompletionServiceServicer_to_server,
-                CompletionService(repository, turns, idempotency),
+                CompletionService(store, turns, idempotency),
             ),
-            (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(repository)),
-            (key_service_pb2_grpc.add_KeyServiceServicer_to_server, KeyService(repository, pages)),
+            (model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(store)),
+            (key_service_pb2_grpc.add_KeyServiceServicer_to_server, KeyService(store, pages)),
             (
                 cors_service_pb2_grpc.add_CorsServiceServicer_to_server,
-                CorsService(ListedOrigins(repository)),
+                CorsService(store.origins),
             ),
             (
                 workspace_service_pb2_grpc.add_WorkspaceServiceServicer_to_server,
-                WorkspaceService(Workspaces(repository)),
+                WorkspaceService(store.workspaces),
             ),
             (
                 usage_service_pb2_grpc.add_UsageServiceServicer_to_server,
-                UsageService(UsageLedger(repository), pages),
+                UsageService(store.usage, pages),
             ),
             (health_pb2_grpc.add_HealthServicer_to_server, self._health),
         )
@@ -157,7 +154,7 @@ class Core:
             await self._limiter.close()
         if self._replicas is not None:
             await self._replicas.close()
-        await self.repository.close()
+        await self.store.close()
 
     def local_channel(self) -> LocalChannel:
         """An in-process channel to the servicers, behind the same key checks as gRPC."""

@@ -24,7 +24,8 @@ from server.errors import (
     to_grpc_status,
 )
 from server.limits import Rate
-from server.store.repository import PublishedAgent, Repository
+from server.store.agents import Agents, PublishedAgent
+from server.store.keys import Keys
 from server.validation import UNDECODABLE, check_request
 
 ALL_SCOPES = (
@@ -144,16 +145,14 @@ class Principal:
             raise SessionNotFound(session_id)
 
 
-async def published_agent_for(
-    repository: Repository, principal: Principal, agent: str
-) -> PublishedAgent:
+async def published_agent_for(agents: Agents, principal: Principal, agent: str) -> PublishedAgent:
     """The published agent `agent` (id or slug) as `principal` may see it: an agent outside a
     publishable key's list is *not found*, published or not."""
     try:
-        published = await repository.get_published_agent(principal.workspace_id, agent)
+        published = await agents.get_published(principal.workspace_id, agent)
     except AgentNotPublished:
         if principal.publishable:
-            row = await repository.get_agent(principal.workspace_id, agent)
+            row = await agents.get(principal.workspace_id, agent)
             principal.check_agent(row.id, row.slug, agent)
         raise
     principal.check_agent(published.agent.id, published.agent.slug, agent)
@@ -192,10 +191,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(
         self,
-        repository: Repository,
+        keys: Keys,
         on_unexpected: Callable[[BaseException, str | None], None],
     ) -> None:
-        self._repository = repository
+        self._keys = keys
         self._on_unexpected = on_unexpected
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -300,7 +299,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                 "missing API key: send the metadata `authorization: Bearer sk_…`",
                 reason="API_KEY_MISSING",
             )
-        key = await self._repository.find_key(token) if token else None
+        key = await self._keys.find(token) if token else None
         if key is None:
             raise Unauthenticated("invalid or revoked API key", reason="API_KEY_INVALID")
         granted = frozenset(key.scopes)

@@ -47,9 +47,11 @@ from server.errors import (
 from server.guardrails import Redactor, blocked_term, redactor_for
 from server.knowledge import count_tokens, search_terms
 from server.limits import LimitState, MemoryRateLimiter, RateLimiter
-from server.store.repository import MessageRecord, PublishedAgent, Repository, ScoredPassage
+from server.store import Store
+from server.store.agents import PublishedAgent
+from server.store.search import ScoredPassage
+from server.store.sessions import MessageRecord
 from server.store.tables import utcnow
-from server.store.workspaces import Workspaces
 from server.telemetry import counted_tokens, observed_turn, traced, traced_step
 
 log = logging.getLogger(__name__)
@@ -147,14 +149,14 @@ class TurnRunner:
 
     def __init__(
         self,
-        repository: Repository,
+        store: Store,
         client: httpx.AsyncClient,
         settings: TurnSettings | None = None,
         *,
         limiter: RateLimiter | None = None,
     ) -> None:
-        self._repository = repository
-        self._workspaces = Workspaces(repository)
+        self._store = store
+        self._workspaces = store.workspaces
         self._limiter: RateLimiter = limiter or MemoryRateLimiter()
         self._settings = settings or TurnSettings()
         self._builtin = KnowledgeResponder()
@@ -180,7 +182,7 @@ class TurnRunner:
         """Runs one turn: `TurnStarted`, the reply's events, then `TurnDone`."""
         started = time.perf_counter()
         _validate_messages(request)
-        published = await published_agent_for(self._repository, principal, request.agent)
+        published = await published_agent_for(self._store.agents, principal, request.agent)
         agent = self._config(published)
         _check_input_length(agent, request)
         backend = self._backend(agent)
@@ -188,7 +190,7 @@ class TurnRunner:
         session_id = request.session_id
         history: list[dict[str, Any]] = []
         if session_id is not None:
-            owner = await self._repository.session_agent(principal.workspace_id, session_id)
+            owner = await self._store.sessions.agent_of(principal.workspace_id, session_id)
             principal.check_session_agent(owner, session_id)
             if owner != published.agent.id:
                 raise FailedPrecondition(
@@ -197,7 +199,7 @@ class TurnRunner:
                 )
             if backend is not self._builtin:
                 # The builtin responder reads only the new question; models read the history.
-                records = await self._repository.recent_messages(
+                records = await self._store.sessions.recent_messages(
                     session_id, limit=self._settings.history_messages
                 )
                 history = prompts.fit_history(records, self._settings.context_tokens)
@@ -298,7 +300,7 @@ class TurnRunner:
                 )
             spent = reply.prompt_tokens + reply.completion_tokens if reply is not None else 0
             stored = await asyncio.shield(
-                self._repository.record_turn(
+                self._store.sessions.record_turn(
                     principal.workspace_id,
                     agent_id=published.agent.id,
                     session_id=session_id,
@@ -436,7 +438,7 @@ class TurnRunner:
         question = next((c for r, c in reversed(messages) if r == "user"), "")
         top_k = agent.knowledge.top_k or DEFAULT_TOP_K
         min_score = agent.knowledge.min_score or DEFAULT_MIN_SCORE
-        ranked = await self._repository.search_passages(
+        ranked = await self._store.knowledge.search_passages(
             agent_id, search_terms(question), limit=top_k
         )
         return [p for p in ranked if p.score >= min_score]

@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from server.auth import Principal
 from server.errors import Conflict, InvalidArgument, clip
-from server.store.repository import Repository
+from server.store.idempotency import IdempotencyRecords
 from server.store.tables import IdempotencyKey, utcnow
 
 Response = TypeVar("Response", bound=Message)
@@ -51,8 +51,8 @@ class Reservation(Generic[Response]):
     """A key held while its turn runs. Used as `async with`: leaving the block by an error
     or a cancellation frees the key; `finish` stores the result for replays."""
 
-    def __init__(self, repository: Repository, api_key_id: str, key: str) -> None:
-        self._repository = repository
+    def __init__(self, records: IdempotencyRecords, api_key_id: str, key: str) -> None:
+        self._records = records
         self._api_key_id = api_key_id
         self._key = key
         self._finished = False
@@ -60,9 +60,7 @@ class Reservation(Generic[Response]):
     async def finish(self, response: Response) -> None:
         """Stores `response` for replays; the key then stays taken."""
         await asyncio.shield(
-            self._repository.finish_idempotency_key(
-                self._api_key_id, self._key, response.SerializeToString()
-            )
+            self._records.finish(self._api_key_id, self._key, response.SerializeToString())
         )
         self._finished = True
 
@@ -76,16 +74,14 @@ class Reservation(Generic[Response]):
         traceback: TracebackType | None,
     ) -> None:
         if not self._finished:
-            await asyncio.shield(
-                self._repository.release_idempotency_key(self._api_key_id, self._key)
-            )
+            await asyncio.shield(self._records.release(self._api_key_id, self._key))
 
 
 class IdempotencyKeys:
     """Reserves idempotency keys and replays the responses of finished ones."""
 
-    def __init__(self, repository: Repository, *, wait_seconds: float = WAIT_SECONDS) -> None:
-        self._repository = repository
+    def __init__(self, records: IdempotencyRecords, *, wait_seconds: float = WAIT_SECONDS) -> None:
+        self._records = records
         self._wait_seconds = wait_seconds
 
     async def reserve(
@@ -115,11 +111,9 @@ class IdempotencyKeys:
         deadline = loop.time() + self._wait_seconds
         pause = _POLL_FIRST
         while True:
-            held = await self._repository.claim_idempotency_key(
-                record, stale_before=utcnow() - STALE_AFTER
-            )
+            held = await self._records.claim(record, stale_before=utcnow() - STALE_AFTER)
             if held is None:
-                return Reservation(self._repository, principal.key_id, key)
+                return Reservation(self._records, principal.key_id, key)
             if held.method != method or held.request_hash != digest:
                 raise Conflict(
                     f"idempotency key {clip(key)!r} was already used with a different request",

@@ -16,7 +16,7 @@ from typing import TypeVar
 from google.protobuf.message import Message
 
 from server.errors import InvalidArgument
-from server.store.repository import Repository
+from server.store.database import Database
 
 Row = TypeVar("Row")
 
@@ -28,8 +28,8 @@ _NOT_OURS = "is not a page token this server issued for this query"
 class PageTokens:
     """Issues and checks the page tokens of the List RPCs, signed with a server secret."""
 
-    def __init__(self, repository: Repository) -> None:
-        self._repository = repository
+    def __init__(self, database: Database) -> None:
+        self._database = database
         self._key: bytes | None = None
 
     async def read(self, request: Message, workspace_id: str) -> str | None:
@@ -78,7 +78,7 @@ class PageTokens:
 
     async def _sign(self, request: Message, workspace_id: str, cursor: str) -> bytes:
         if self._key is None:
-            self._key = await self._repository.server_secret("page_tokens")
+            self._key = await self._database.server_secret("page_tokens")
         query = type(request)()
         query.CopyFrom(request)
         query.ClearField("page_token")

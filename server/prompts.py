@@ -8,7 +8,8 @@ from typing import Any
 
 from switchboard.v1 import agent_pb2
 
-from server.store.repository import MessageRecord, ScoredPassage
+from server.store.search import ScoredPassage
+from server.store.sessions import MessageRecord
 
 # Tokens are estimated, never counted with a model's vocabulary (these servers are offline):
 # a token per three characters overestimates every common tokenizer, plus a few per message.

@@ -11,7 +11,7 @@ from switchboard.v1 import agent_pb2, key_service_pb2, session_pb2, usage_pb2
 from contract.roles import ROLE_VALUES
 from server.errors import InvalidArgument, clip
 from server.store import tables
-from server.store.repository import MessageRecord
+from server.store.sessions import MessageRecord
 
 _STATUS_TO_ENUM = {
     "complete": session_pb2.MESSAGE_STATUS_COMPLETE,

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from switchboard.v1 import agent_pb2
 
-from server.store.repository import ScoredPassage
+from server.store.search import ScoredPassage
 
 
 @dataclass(frozen=True)

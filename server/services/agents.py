@@ -12,7 +12,8 @@ from server.auth import current_principal
 from server.errors import InvalidArgument, clip
 from server.knowledge import split_passages
 from server.paging import PageTokens
-from server.store.repository import NewDocument, Repository
+from server.store import Store
+from server.store.knowledge import NewDocument
 
 _MUTABLE_FIELDS = {"slug", *resources.CONFIG_FIELDS}
 _MAX_BATCH = 1000
@@ -50,8 +51,8 @@ def _populated_paths(agent: agent_pb2.Agent) -> list[str]:
 class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     """Agents, their published versions and their knowledge, in the caller's workspace."""
 
-    def __init__(self, repository: Repository, pages: PageTokens) -> None:
-        self._repository = repository
+    def __init__(self, store: Store, pages: PageTokens) -> None:
+        self._store = store
         self._pages = pages
 
     async def CreateAgent(
@@ -59,7 +60,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.Agent:
         """Creates an agent; a bad config is refused with all its field violations."""
         check_agent(request.agent, "agent")
-        row = await self._repository.create_agent(
+        row = await self._store.agents.create(
             current_principal().workspace_id,
             slug=request.agent.slug or None,
             config=resources.agent_config(request.agent),
@@ -71,7 +72,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     ) -> agent_pb2.Agent:
         """An agent's draft, by id or slug."""
         agent = resources.parse_name(request.name, "agents", "name")
-        row = await self._repository.get_agent(current_principal().workspace_id, agent)
+        row = await self._store.agents.get(current_principal().workspace_id, agent)
         return resources.agent_to_proto(row)
 
     async def ListAgents(
@@ -80,7 +81,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         """The workspace's agents, oldest first, a page at a time."""
         workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
-        rows = await self._repository.list_agents(
+        rows = await self._store.agents.list_page(
             workspace, limit=limit + 1, after=await self._pages.read(request, workspace)
         )
         page, next_token = await self._pages.page(
@@ -102,7 +103,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
                     "update_mask", f"{clip(path)!r} is not a field that can be updated"
                 )
         workspace = current_principal().workspace_id
-        row = await self._repository.get_agent(workspace, agent)
+        row = await self._store.agents.get(workspace, agent)
         updated = resources.agent_to_proto(row)
         mask = field_mask_pb2.FieldMask(paths=paths)
         if not mask.IsValidForDescriptor(agent_pb2.Agent.DESCRIPTOR):
@@ -111,7 +112,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
             request.agent, updated, replace_message_field=True, replace_repeated_field=True
         )
         check_agent(updated, "agent")
-        row = await self._repository.update_agent(
+        row = await self._store.agents.update(
             workspace,
             row.id,
             slug=updated.slug or None,
@@ -124,7 +125,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     ) -> empty_pb2.Empty:
         """Deletes an agent with its versions, knowledge and sessions."""
         agent = resources.parse_name(request.name, "agents", "name")
-        await self._repository.delete_agent(current_principal().workspace_id, agent)
+        await self._store.agents.delete(current_principal().workspace_id, agent)
         return empty_pb2.Empty()
 
     async def PublishAgent(
@@ -134,10 +135,10 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         agent = resources.parse_name(request.name, "agents", "name")
         workspace = current_principal().workspace_id
         # Drafts saved before a rule existed are checked again before they go live.
-        draft = await self._repository.get_agent(workspace, agent)
+        draft = await self._store.agents.get(workspace, agent)
         check_agent(resources.agent_to_proto(draft), "agent")
-        version = await self._repository.publish_agent(workspace, agent)
-        row = await self._repository.get_agent(workspace, version.agent_id)
+        version = await self._store.agents.publish(workspace, agent)
+        row = await self._store.agents.get(workspace, version.agent_id)
         return resources.version_to_proto(version, row)
 
     async def ListAgentVersions(
@@ -150,10 +151,8 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
         before = await self._pages.read_number(request, workspace)
-        row = await self._repository.get_agent(workspace, agent)
-        versions = await self._repository.list_agent_versions(
-            row.id, limit=limit + 1, before=before
-        )
+        row = await self._store.agents.get(workspace, agent)
+        versions = await self._store.agents.list_versions(row.id, limit=limit + 1, before=before)
         page, next_token = await self._pages.page(
             request, workspace, versions, limit, lambda v: v.version
         )
@@ -170,7 +169,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         """Adds a document, searchable at once; it replaces one of the same `source`."""
         agent = resources.parse_name(request.parent, "agents", "parent")
         new = _new_document(request.document, "document")
-        [(row, _)] = await self._repository.add_documents(
+        [(row, _)] = await self._store.knowledge.add_documents(
             current_principal().workspace_id, agent, [new]
         )
         return resources.document_to_proto(row)
@@ -198,7 +197,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
                 )
             sources.add(new.source)
             documents.append(new)
-        added = await self._repository.add_documents(
+        added = await self._store.knowledge.add_documents(
             current_principal().workspace_id, agent, documents
         )
         return agent_service_pb2.BatchCreateKnowledgeDocumentsResponse(
@@ -215,7 +214,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
         agent = resources.parse_name(request.parent, "agents", "parent")
         workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
-        rows = await self._repository.list_documents(
+        rows = await self._store.knowledge.list_documents(
             workspace, agent, limit=limit + 1, after=await self._pages.read(request, workspace)
         )
         page, next_token = await self._pages.page(
@@ -233,5 +232,7 @@ class AgentService(agent_service_pb2_grpc.AgentServiceServicer):
     ) -> empty_pb2.Empty:
         """Removes a document and its passages from the agent's knowledge."""
         agent, document = resources.parse_child_name(request.name, "agents", "documents", "name")
-        await self._repository.delete_document(current_principal().workspace_id, agent, document)
+        await self._store.knowledge.delete_document(
+            current_principal().workspace_id, agent, document
+        )
         return empty_pb2.Empty()

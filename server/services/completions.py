@@ -23,7 +23,7 @@ from server.chat import (
 )
 from server.errors import InvalidArgument
 from server.idempotency import IdempotencyKeys
-from server.store.repository import Repository
+from server.store import Store
 
 
 def _turn_request(request: pb.CreateChatCompletionRequest) -> TurnRequest:
@@ -134,10 +134,8 @@ def _replay(completion: pb.ChatCompletion, include_usage: bool) -> list[pb.ChatC
 class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
     """OpenAI-shaped chat completions: one turn of a published agent per request."""
 
-    def __init__(
-        self, repository: Repository, turns: TurnRunner, idempotency: IdempotencyKeys
-    ) -> None:
-        self._repository = repository
+    def __init__(self, store: Store, turns: TurnRunner, idempotency: IdempotencyKeys) -> None:
+        self._store = store
         self._turns = turns
         self._idempotency = idempotency
 

@@ -11,14 +11,14 @@ from server import resources
 from server.auth import ALL_SCOPES, current_principal
 from server.errors import AgentNotFound, InvalidArgument, PermissionDenied, clip
 from server.paging import PageTokens
-from server.store.repository import Repository
+from server.store import Store
 
 
 class KeyService(key_service_pb2_grpc.KeyServiceServicer):
     """The API keys of the caller's workspace."""
 
-    def __init__(self, repository: Repository, pages: PageTokens) -> None:
-        self._repository = repository
+    def __init__(self, store: Store, pages: PageTokens) -> None:
+        self._store = store
         self._pages = pages
 
     async def CreateKey(
@@ -63,7 +63,7 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
         if rate.requests_per_minute < 0 or rate.tokens_per_minute < 0:
             field = "requests_per_minute" if rate.requests_per_minute < 0 else "tokens_per_minute"
             raise InvalidArgument(f"key.rate_limit.{field}", "must not be negative")
-        row, secret = await self._repository.create_key(
+        row, secret = await self._store.keys.create(
             principal.workspace_id,
             display_name=key.display_name,
             kind="publishable" if publishable else "secret",
@@ -81,7 +81,7 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
         resolved: list[str] = []
         for index, agent in enumerate(agents):
             try:
-                row = await self._repository.get_agent(workspace_id, agent)
+                row = await self._store.agents.get(workspace_id, agent)
             except AgentNotFound:
                 raise InvalidArgument(
                     f"key.allowed_agents[{index}]", f"agent {clip(agent)!r} does not exist"
@@ -95,7 +95,7 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
         """The workspace's keys, oldest first, without secrets."""
         workspace = current_principal().workspace_id
         limit = resources.page_size(request.page_size)
-        rows = await self._repository.list_keys(
+        rows = await self._store.keys.list_page(
             workspace, limit=limit + 1, after=await self._pages.read(request, workspace)
         )
         page, next_token = await self._pages.page(
@@ -110,5 +110,5 @@ class KeyService(key_service_pb2_grpc.KeyServiceServicer):
     ) -> key_service_pb2.Key:
         """Revokes a key; it stops working at once."""
         key_id = resources.parse_name(request.name, "keys", "name")
-        row = await self._repository.revoke_key(current_principal().workspace_id, key_id)
+        row = await self._store.keys.revoke(current_principal().workspace_id, key_id)
         return resources.key_to_proto(row)

@@ -9,7 +9,7 @@ from switchboard.v1 import model_service_pb2, model_service_pb2_grpc
 
 from server.auth import current_principal, published_agent_for
 from server.errors import InvalidArgument
-from server.store.repository import Repository
+from server.store import Store
 from server.store.tables import Agent
 
 
@@ -32,19 +32,19 @@ def _model(agent: Agent, config: dict[str, Any]) -> model_service_pb2.Model:
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """Published agents as OpenAI models, those the caller's key may use."""
 
-    def __init__(self, repository: Repository) -> None:
-        self._repository = repository
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     async def ListModels(
         self, request: model_service_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> model_service_pb2.ListModelsResponse:
         """The published agents the key may use, as OpenAI's model list."""
         principal = current_principal()
-        agents = await self._repository.list_agents(
+        agents = await self._store.agents.list_page(
             principal.workspace_id, limit=10_000, after=None, published_only=True
         )
         visible = [a for a in agents if principal.may_use_agent(a.id, a.slug)]
-        configs = await self._repository.published_configs(visible)
+        configs = await self._store.agents.published_configs(visible)
         return model_service_pb2.ListModelsResponse(
             object="list", data=[_model(a, c) for a, c in zip(visible, configs, strict=True)]
         )
@@ -56,5 +56,5 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         if not request.model:
             raise InvalidArgument("model", "name the agent id or slug")
         principal = current_principal()
-        published = await published_agent_for(self._repository, principal, request.model)
+        published = await published_agent_for(self._store.agents, principal, request.model)
         return _model(published.agent, published.config)

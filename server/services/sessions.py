@@ -26,7 +26,7 @@ from server.errors import InvalidArgument, SwitchboardError
 from server.idempotency import IdempotencyKeys
 from server.paging import PageTokens
 from server.replicas import ReplicaBus
-from server.store.repository import Repository
+from server.store import Store
 
 
 def _done_event(done: TurnDone) -> session_service_pb2.Done:
@@ -83,14 +83,14 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
 
     def __init__(
         self,
-        repository: Repository,
+        store: Store,
         turns: TurnRunner,
         idempotency: IdempotencyKeys,
         pages: PageTokens,
         replicas: ReplicaBus | None = None,
     ) -> None:
         self._replicas = replicas
-        self._repository = repository
+        self._store = store
         self._turns = turns
         self._idempotency = idempotency
         self._pages = pages
@@ -105,8 +105,8 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
             raise InvalidArgument("session.agent", "name the agent, `agents/{id or slug}`")
         agent = resources.parse_name(request.session.agent, "agents", "session.agent")
         principal = current_principal()
-        published = await published_agent_for(self._repository, principal, agent)
-        row = await self._repository.create_session(
+        published = await published_agent_for(self._store.agents, principal, agent)
+        row = await self._store.sessions.create(
             principal.workspace_id, published.agent.id, labels=dict(request.session.labels)
         )
         return resources.session_to_proto(row, 0)
@@ -116,7 +116,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
     ) -> session_pb2.Session:
         """A session of the workspace, with its message count."""
         session = resources.parse_name(request.name, "sessions", "name")
-        row, count = await self._repository.get_session(current_principal().workspace_id, session)
+        row, count = await self._store.sessions.get(current_principal().workspace_id, session)
         return resources.session_to_proto(row, count)
 
     async def ListSessions(
@@ -129,9 +129,9 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         agent_id = None
         if request.agent:
             agent = resources.parse_name(request.agent, "agents", "agent")
-            agent_id = (await self._repository.get_agent(workspace, agent)).id
+            agent_id = (await self._store.agents.get(workspace, agent)).id
         limit = resources.page_size(request.page_size)
-        rows = await self._repository.list_sessions(
+        rows = await self._store.sessions.list_page(
             workspace,
             agent_id=agent_id,
             limit=limit + 1,
@@ -152,7 +152,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
     ) -> empty_pb2.Empty:
         """Deletes a session and its messages."""
         session = resources.parse_name(request.name, "sessions", "name")
-        await self._repository.delete_session(current_principal().workspace_id, session)
+        await self._store.sessions.delete(current_principal().workspace_id, session)
         return empty_pb2.Empty()
 
     async def ListMessages(
@@ -163,11 +163,11 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         """A session's messages in order; a publishable key reads only its agents'."""
         session = resources.parse_name(request.parent, "sessions", "parent")
         principal = current_principal()
-        owner = await self._repository.session_agent(principal.workspace_id, session)
+        owner = await self._store.sessions.agent_of(principal.workspace_id, session)
         principal.check_session_agent(owner, session)
         limit = resources.page_size(request.page_size, default=100)
         after = await self._pages.read_number(request, principal.workspace_id) or 0
-        rows = await self._repository.list_messages(session, limit=limit + 1, after=after)
+        rows = await self._store.sessions.list_messages(session, limit=limit + 1, after=after)
         page, next_token = await self._pages.page(
             request, principal.workspace_id, rows, limit, lambda row: row.position
         )
@@ -273,7 +273,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
         """Cancels the session's running turns, here or on another replica; says how many."""
         session = resources.parse_name(request.name, "sessions", "name")
         principal = current_principal()
-        owner = await self._repository.session_agent(principal.workspace_id, session)
+        owner = await self._store.sessions.agent_of(principal.workspace_id, session)
         principal.check_session_agent(owner, session)
         cancelled = self._turns.cancel(session)
         if not cancelled and self._replicas is not None:
@@ -286,7 +286,7 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
             raise InvalidArgument("content", "must not be empty")
         principal = current_principal()
         # The owner alone, by primary key: a turn costs the same however long the session.
-        owner = await self._repository.session_agent(principal.workspace_id, session_id)
+        owner = await self._store.sessions.agent_of(principal.workspace_id, session_id)
         principal.check_session_agent(owner, session_id)
         return TurnRequest(
             agent=owner,

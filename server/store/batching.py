@@ -34,7 +34,7 @@ class WriteBatcher:
 
     def __init__(self, engine: AsyncEngine, lock: asyncio.Lock | None) -> None:
         self._engine = engine
-        # SQLite takes one writer at a time: its writes share the repository's write lock.
+        # SQLite takes one writer at a time: its writes share the database's write lock.
         self._lock = lock
         self._pending: list[tuple[TurnWrite, asyncio.Future[int | None]]] = []
         self._draining: asyncio.Task[None] | None = None

@@ -1,7 +1,11 @@
-"""The async engine and the schema migrations applied at start."""
+"""The database: its URLs, its async engine, the schema migrations applied at start, and the
+handle the store's repositories share."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from alembic import command
@@ -9,8 +13,13 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from server.store.batching import WriteBatcher
+from server.store.caching import Generation
+from server.store.tables import ServerSecret
 
 _MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -70,6 +79,7 @@ def sqlite_file(database_url: str) -> Path | None:
 
 
 def is_sqlite(database_url: str) -> bool:
+    """Whether the URL names a SQLite database."""
     return make_url(database_url).get_backend_name() == "sqlite"
 
 
@@ -100,7 +110,7 @@ def create_engine(database_url: str) -> AsyncEngine:
             pool_pre_ping=True,
             hide_parameters=True,
         )
-    # Readers run concurrently under WAL; the repository queues this process's writers.
+    # Readers run concurrently under WAL; `Database.writing` queues this process's writers.
     engine = create_async_engine(
         database_url,
         poolclass=AsyncAdaptedQueuePool,
@@ -124,3 +134,44 @@ def create_engine(database_url: str) -> AsyncEngine:
         cursor.close()
 
     return engine
+
+
+class Database:
+    """One database as the store's repositories share it: the engine, its sessions, the write
+    transaction, the cache generation and the one unit of work for grouped turn writes."""
+
+    def __init__(self, engine: AsyncEngine, generation: Generation | None = None) -> None:
+        self.engine = engine
+        self.sqlite = is_sqlite(str(engine.url))
+        self.generation = generation or Generation()
+        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        # SQLite takes one writer at a time; this process's writes queue here rather than
+        # failing with "database is locked". Reads run concurrently.
+        self._write_lock = asyncio.Lock() if self.sqlite else None
+        self.batcher = WriteBatcher(engine, self._write_lock)
+
+    def session(self) -> AsyncSession:
+        """A session for reads."""
+        return self._sessions()
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[AsyncSession]:
+        """A session for a write transaction (on SQLite, holding this process's write lock)."""
+        if self._write_lock is None:
+            async with self.session() as db:
+                yield db
+            return
+        async with self._write_lock, self.session() as db:
+            yield db
+
+    async def server_secret(self, name: str) -> bytes:
+        """A random key made once per database by the migrations."""
+        async with self.session() as db:
+            row = await db.get(ServerSecret, name)
+        if row is None:
+            raise RuntimeError(f"the database has no server secret {name!r}; run the migrations")
+        return row.value
+
+    async def close(self) -> None:
+        """Closes the engine's connections."""
+        await self.engine.dispose()

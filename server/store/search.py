@@ -118,6 +118,7 @@ def count_terms(passages: Iterable[tuple[list[str], list[str], list[str]]]) -> C
 
 
 def stats_rows(agent_id: str, counted: Counter[Any], sign: int) -> list[dict[str, Any]]:
+    """The `knowledge_terms` rows that add (`sign` 1) or take away (-1) `counted`."""
     terms = sorted({term for term, _ in counted})
     return [
         {
@@ -152,6 +153,7 @@ def sqlite_table(agent_id: str) -> str:
 
 
 def sqlite_create(agent_id: str) -> list[str]:
+    """The statements that create an agent's FTS5 table (SQLite)."""
     return [
         # The terms are analysed already; the tokenizer only splits them at spaces.
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {sqlite_table(agent_id)} USING "
@@ -160,6 +162,7 @@ def sqlite_create(agent_id: str) -> list[str]:
 
 
 def sqlite_insert(agent_id: str) -> str:
+    """The statement that adds a row to an agent's FTS5 table (SQLite)."""
     return (
         f"INSERT INTO {sqlite_table(agent_id)}(rowid, title, heading, text) "
         "VALUES (:id, :title, :heading, :text)"
@@ -320,6 +323,7 @@ class PassageIndex:
         )
 
     async def drop_agent(self, connection: AsyncConnection, agent_id: str) -> None:
+        """Removes every passage and statistic of an agent."""
         await connection.execute(
             text("DELETE FROM passages WHERE agent_id = :agent"), {"agent": agent_id}
         )

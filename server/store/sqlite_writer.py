@@ -7,7 +7,7 @@ about 1 ms. Here the whole transaction runs on one thread with its own `sqlite3`
 the same file: the rows are converted by the columns' own SQLAlchemy bind processors (so they
 are stored exactly as an `insert(table)` would store them) and inserted with `executemany`.
 Everything else (reads, and writes outside turns) still goes through the async engine; the
-repository's write lock keeps this process's writers one at a time."""
+database's write lock keeps this process's writers one at a time."""
 
 from __future__ import annotations
 

@@ -10,10 +10,13 @@ from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
+    """Now, in UTC."""
     return datetime.now(UTC)
 
 
 class Workspace(SQLModel, table=True):
+    """A tenant: its keys, agents, sessions and usage are its own."""
+
     __tablename__ = "workspaces"
 
     id: str = Field(primary_key=True)
@@ -24,6 +27,8 @@ class Workspace(SQLModel, table=True):
 
 
 class ApiKey(SQLModel, table=True):
+    """An API key of a workspace, stored as the hash of its secret."""
+
     __tablename__ = "api_keys"
 
     id: str = Field(primary_key=True)
@@ -43,6 +48,8 @@ class ApiKey(SQLModel, table=True):
 
 
 class Agent(SQLModel, table=True):
+    """An agent's draft config, and the number of its latest published version (0: none)."""
+
     __tablename__ = "agents"
     __table_args__ = (UniqueConstraint("workspace_id", "slug"),)
 
@@ -57,6 +64,8 @@ class Agent(SQLModel, table=True):
 
 
 class AgentVersion(SQLModel, table=True):
+    """A published version of an agent: its config as it was, never changed."""
+
     __tablename__ = "agent_versions"
 
     agent_id: str = Field(foreign_key="agents.id", primary_key=True)
@@ -66,6 +75,8 @@ class AgentVersion(SQLModel, table=True):
 
 
 class KnowledgeDocument(SQLModel, table=True):
+    """A document of an agent's knowledge; its passages are what searches rank."""
+
     __tablename__ = "knowledge_documents"
     __table_args__ = (
         # A source names one document of an agent; adding it again replaces that document.
@@ -123,6 +134,8 @@ class Passage(SQLModel, table=True):
 
 
 class Session(SQLModel, table=True):
+    """A conversation with one agent; `last_position` is the position its last message took."""
+
     __tablename__ = "sessions"
     __table_args__ = (Index("ix_sessions_workspace_agent", "workspace_id", "agent_id"),)
 

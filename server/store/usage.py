@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlmodel import col
 
-from server.store.database import is_sqlite
-from server.store.repository import Repository
+from server.store.database import Database
 from server.store.tables import UsageRecord
 
 GROUPINGS = ("key", "agent", "session", "day")
@@ -18,6 +18,8 @@ GROUPINGS = ("key", "agent", "session", "day")
 
 @dataclass(frozen=True)
 class UsageSum:
+    """The records of one group (or of a whole range, with an empty group) summed."""
+
     group: str
     requests: int
     prompt_tokens: int
@@ -26,9 +28,10 @@ class UsageSum:
 
 
 class UsageLedger:
-    def __init__(self, repository: Repository) -> None:
-        self._repository = repository
-        self._sqlite = is_sqlite(str(repository.engine.url))
+    """The usage records of every workspace, summed."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     async def summarize(
         self,
@@ -58,11 +61,21 @@ class UsageLedger:
         if after is not None:
             page_query = page_query.having(group > after)
         page_query = page_query.order_by(group).limit(limit)
-        async with self._repository.engine.connect() as connection:
+        async with self._database.engine.connect() as connection:
             rows = (await connection.execute(page_query)).all()
             total = (await connection.execute(select(*sums).where(*where))).one()
         groups = [_sum(str(row[0] or ""), row[1:]) for row in rows]
         return groups, _sum("", total)
+
+    async def total_tokens(self, workspace_id: str) -> int:
+        """All the tokens the workspace has used."""
+        async with self._database.session() as db:
+            total = await db.scalar(
+                select(func.coalesce(func.sum(UsageRecord.total_tokens), 0)).where(
+                    col(UsageRecord.workspace_id) == workspace_id
+                )
+            )
+        return int(total or 0)
 
     def _group_column(self, table: Any, group_by: str) -> Any:
         if group_by == "key":
@@ -71,7 +84,7 @@ class UsageLedger:
             return table.c.agent_id
         if group_by == "session":
             return table.c.session_id
-        if self._sqlite:
+        if self._database.sqlite:
             return func.strftime("%Y-%m-%d", table.c.created_at)
         return func.to_char(func.timezone("UTC", table.c.created_at), "YYYY-MM-DD")
 

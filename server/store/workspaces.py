@@ -9,25 +9,40 @@ from sqlmodel import col, select
 
 from server import ids
 from server.errors import NotFound, clip
-from server.store.repository import CACHE_SECONDS, Repository
+from server.store.caching import CACHE_SECONDS
+from server.store.database import Database
 from server.store.tables import Workspace
 
 
 class Workspaces:
-    def __init__(self, repository: Repository) -> None:
-        self._repository = repository
+    """The workspaces, and the balance each turn checks."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
         # Workspaces seen without a balance, until when: they skip the balance read.
         self._unmetered: dict[str, float] = {}
 
     async def create(self, name: str) -> Workspace:
+        """Stores a new workspace, unmetered."""
         workspace = Workspace(id=ids.new_id("ws"), name=name)
-        async with self._repository.writing() as db:
+        async with self._database.writing() as db:
             db.add(workspace)
             await db.commit()
         return workspace
 
+    async def ensure(self, workspace_id: str, name: str) -> Workspace:
+        """The workspace with this id, made with this name if there is none."""
+        async with self._database.writing() as db:
+            workspace = await db.get(Workspace, workspace_id)
+            if workspace is None:
+                workspace = Workspace(id=workspace_id, name=name)
+                db.add(workspace)
+                await db.commit()
+            return workspace
+
     async def get(self, workspace_id: str) -> Workspace:
-        async with self._repository.session() as db:
+        """By id."""
+        async with self._database.session() as db:
             workspace = await db.get(Workspace, workspace_id)
         if workspace is None:
             raise NotFound(f"workspace {clip(workspace_id)!r} does not exist")
@@ -35,7 +50,7 @@ class Workspaces:
 
     async def find(self, name_or_id: str) -> Workspace:
         """By id, or by a name that only one workspace has."""
-        async with self._repository.session() as db:
+        async with self._database.session() as db:
             found = await db.get(Workspace, name_or_id)
             if found is not None:
                 return found
@@ -46,11 +61,13 @@ class Workspaces:
         return rows[0]
 
     async def list_all(self) -> list[Workspace]:
-        async with self._repository.session() as db:
+        """Every workspace, oldest first."""
+        async with self._database.session() as db:
             return list(await db.exec(select(Workspace).order_by(col(Workspace.created_at))))
 
     async def rename(self, workspace_id: str, name: str) -> Workspace:
-        async with self._repository.writing() as db:
+        """Gives the workspace a new name."""
+        async with self._database.writing() as db:
             await db.exec(
                 update(Workspace).where(col(Workspace.id) == workspace_id).values(name=name)
             )
@@ -58,7 +75,8 @@ class Workspaces:
         return await self.get(workspace_id)
 
     async def set_balance(self, workspace_id: str, tokens: int | None) -> Workspace:
-        async with self._repository.writing() as db:
+        """Meters the workspace with `tokens` left, or unmeters it with None."""
+        async with self._database.writing() as db:
             await db.exec(
                 update(Workspace)
                 .where(col(Workspace.id) == workspace_id)
@@ -74,7 +92,7 @@ class Workspaces:
         replica's operator may meter within `CACHE_SECONDS`."""
         if self._unmetered.get(workspace_id, 0.0) > time.monotonic():
             return None
-        async with self._repository.engine.connect() as connection:
+        async with self._database.engine.connect() as connection:
             table = Workspace.__table__  # type: ignore[attr-defined]
             result = await connection.execute(
                 select(table.c.token_balance).where(table.c.id == workspace_id)

@@ -27,8 +27,8 @@ from launcher.demo import DEFAULT_WORKSPACE_ID, ensure_demo
 from observability import tracing
 from server.app import Core
 from server.auth import ALL_SCOPES
+from server.store import Store
 from server.store.database import create_engine, migrate
-from server.store.repository import Repository
 from tests.conftest import free_port
 from tests.operating.conftest import (
     HOOK_SECRET,
@@ -62,12 +62,12 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer
     state: dict[str, object] = {}
 
     async def serve() -> None:
-        repository = Repository(create_engine(url))
-        await ensure_demo(repository)
-        _, key = await repository.create_key(
+        store = Store(create_engine(url))
+        await ensure_demo(store)
+        _, key = await store.keys.create(
             DEFAULT_WORKSPACE_ID, display_name="traces", kind="secret", scopes=ALL_SCOPES
         )
-        core = Core(repository)
+        core = Core(store)
         await core.start()
         grpc_server = await core.serve_grpc(f"127.0.0.1:{grpc_port}")
         grace = GracePeriod()

@@ -11,8 +11,8 @@ from switchboard.v1 import key_service_pb2
 
 from server.app import SERVICE_NAMES
 from server.auth import ACCESS_BY_METHOD, ALL_SCOPES, AuthInterceptor
+from server.store import Store
 from server.store.database import create_engine, migrate
-from server.store.repository import Repository
 from tests.conftest import free_port
 from tests.grpc.conftest import error_reason
 
@@ -115,9 +115,9 @@ async def test_every_rpc_demands_a_key_and_a_listed_scope(
 async def test_an_rpc_missing_from_the_table_is_refused_to_every_key(tmp_path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'access.db'}"
     migrate(url)
-    repository = Repository(create_engine(url))
-    await repository.ensure_workspace("ws_test", "test")
-    _, secret = await repository.create_key(
+    store = Store(create_engine(url))
+    await store.workspaces.ensure("ws_test", "test")
+    _, secret = await store.keys.create(
         "ws_test", display_name="all", kind="secret", scopes=ALL_SCOPES
     )
     ran: list[bytes] = []
@@ -126,7 +126,7 @@ async def test_an_rpc_missing_from_the_table_is_refused_to_every_key(tmp_path) -
         ran.append(request)
         return b""
 
-    server = grpc.aio.server(interceptors=[AuthInterceptor(repository, lambda *_: None)])
+    server = grpc.aio.server(interceptors=[AuthInterceptor(store.keys, lambda *_: None)])
     server.add_generic_rpc_handlers(
         [
             grpc.method_handlers_generic_handler(
@@ -144,6 +144,6 @@ async def test_an_rpc_missing_from_the_table_is_refused_to_every_key(tmp_path) -
                 await call(b"", metadata=(("authorization", f"Bearer {secret}"),))
     finally:
         await server.stop(None)
-        await repository.close()
+        await store.close()
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert ran == []

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from server.store import Store
 from server.store.database import create_engine, migrate
-from server.store.repository import Repository
 
 
 @pytest.fixture(scope="session")
@@ -24,17 +24,17 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def repository(request: pytest.FixtureRequest) -> AsyncIterator[Repository]:
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     url = request.getfixturevalue(f"{request.param}_url")
-    repository = Repository(create_engine(url))
+    store = Store(create_engine(url))
     try:
-        yield repository
+        yield store
     finally:
-        await repository.close()
+        await store.close()
 
 
 @pytest.fixture
-async def workspace(repository: Repository) -> str:
+async def workspace(store: Store) -> str:
     workspace_id = f"ws_{uuid.uuid4().hex[:12]}"
-    await repository.ensure_workspace(workspace_id, "test")
+    await store.workspaces.ensure(workspace_id, "test")
     return workspace_id

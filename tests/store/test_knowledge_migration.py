@@ -15,9 +15,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from server.knowledge import search_terms
+from server.store import Store
 from server.store.database import _MIGRATIONS, sync_url
 from server.store.database import create_engine as create_async_engine
-from server.store.repository import Repository
 from tests.conftest import POSTGRES_URL
 
 
@@ -84,14 +84,14 @@ async def test_passages_stored_before_0004_are_indexed_anew(empty_database: str)
     engine.dispose()
 
     async def search() -> list[str]:
-        repository = Repository(create_async_engine(empty_database))
+        store = Store(create_async_engine(empty_database))
         try:
-            found = await repository.search_passages(
+            found = await store.knowledge.search_passages(
                 "agt_old", search_terms("When do parcels to Norway arrive?"), limit=3
             )
             return [p.text for p in found]
         finally:
-            await repository.close()
+            await store.close()
 
     command.upgrade(_config(empty_database), "head")
     assert (await search())[0] == "Parcels to Norway arrive within nine days."

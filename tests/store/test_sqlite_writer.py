@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from server import ids
+from server.store import Store
 from server.store.database import create_engine, migrate
-from server.store.repository import MessageRecord, Repository
+from server.store.sessions import MessageRecord
 from server.store.sqlite_writer import SQLiteWriter
 from server.store.tables import utcnow
 from server.store.turn_write import TurnWrite
@@ -210,13 +211,13 @@ def test_writes_with_unknown_parts_are_left_to_the_async_path() -> None:
     assert not SQLiteWriter.handles([TurnWrite(), _Extended(extra=1)])
 
 
-async def test_the_repository_reads_what_the_writer_stored(tmp_path: Path) -> None:
+async def test_the_store_reads_what_the_writer_stored(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}"
     migrate(url)
-    repository = Repository(create_engine(url))
+    store = Store(create_engine(url))
     try:
-        await repository.ensure_workspace("ws_1", "w")
-        agent = await repository.create_agent("ws_1", slug="a", config={})
+        await store.workspaces.ensure("ws_1", "w")
+        agent = await store.agents.create("ws_1", slug="a", config={})
         session = ids.new_id("sess")
         reply = MessageRecord(
             id=ids.new_id("msg"),
@@ -227,7 +228,7 @@ async def test_the_repository_reads_what_the_writer_stored(tmp_path: Path) -> No
             created_at=utcnow(),
             sources=[{"document": "d", "score": 0.25}],
         )
-        await repository.record_turn(
+        await store.sessions.record_turn(
             "ws_1",
             agent_id=agent.id,
             session_id=session,
@@ -237,7 +238,7 @@ async def test_the_repository_reads_what_the_writer_stored(tmp_path: Path) -> No
             reply=reply,
             usage=None,
         )
-        stored = await repository.list_messages(session)
+        stored = await store.sessions.list_messages(session)
         assert [(m.position, m.role, m.content) for m in stored] == [
             (1, "user", "When?"),
             (2, "assistant", "Nine days."),
@@ -245,4 +246,4 @@ async def test_the_repository_reads_what_the_writer_stored(tmp_path: Path) -> No
         assert stored[1].sources == [{"document": "d", "score": 0.25}]
         assert stored[1].created_at == reply.created_at
     finally:
-        await repository.close()
+        await store.close()
