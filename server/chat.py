@@ -30,6 +30,7 @@ from server.backends import (
     TextDelta,
     ToolCall,
     ToolCallsRequested,
+    ToolResult,
     TurnContext,
     UsageReported,
 )
@@ -46,13 +47,21 @@ from server.errors import (
 )
 from server.guardrails import Redactor, blocked_term, redactor_for
 from server.knowledge import count_tokens, search_terms
-from server.limits import LimitState, MemoryRateLimiter, RateLimiter
+from server.limits import MemoryRateLimiter, RateLimiter
 from server.store import Store
 from server.store.agents import PublishedAgent
 from server.store.search import ScoredPassage
 from server.store.sessions import MessageRecord
 from server.store.tables import utcnow
 from server.telemetry import counted_tokens, observed_turn, traced, traced_step
+from server.turn_events import (
+    ContentDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnDone,
+    TurnEvent,
+    TurnStarted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,54 +81,6 @@ class TurnSettings:
     max_tool_steps: int = 5
     # A turn reads at most this many of the session's newest messages.
     history_messages: int = 200
-
-
-@dataclass(frozen=True)
-class TurnStarted:
-    """The turn was admitted: its session, and the agent version and backend that answer."""
-
-    session_id: str
-    agent_id: str
-    version: int
-    backend: str
-    # What a rate-limited key has left, for the response headers.
-    limits: LimitState | None = None
-
-
-@dataclass(frozen=True)
-class ContentDelta:
-    """The next piece of the reply, through the output rails."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class ToolCallStarted:
-    """A tool call the model asked for, about to run."""
-
-    call: ToolCall
-
-
-@dataclass(frozen=True)
-class ToolCallFinished:
-    """What a tool call answered, fed to the model in the next step."""
-
-    result: tools.ToolResult
-
-
-@dataclass(frozen=True)
-class TurnDone:
-    """The end of a turn: its messages as stored, quick replies and finish reason."""
-
-    # The turn's incoming messages, its tool exchange, then its reply, as stored.
-    messages: Sequence[MessageRecord]
-    reply: MessageRecord
-    quick_replies: Sequence[str]
-    # OpenAI's `finish_reason`: `stop`, `length` or `content_filter`.
-    finish_reason: str = "stop"
-
-
-TurnEvent = TurnStarted | ContentDelta | ToolCallStarted | ToolCallFinished | TurnDone
 
 
 @dataclass(frozen=True)
@@ -535,7 +496,7 @@ def _exchange_record(
     content: str,
     *,
     tool_calls: Sequence[ToolCall] = (),
-    result: tools.ToolResult | None = None,
+    result: ToolResult | None = None,
 ) -> MessageRecord:
     return MessageRecord(
         id=ids.new_id("msg"),

@@ -31,6 +31,7 @@ from server.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
+from server.turn_events import ContentDelta, TurnDone, TurnStarted
 
 access_log = logging.getLogger("switchboard.access")
 
@@ -307,9 +308,6 @@ def observed_turn(
 
     @functools.wraps(run)
     async def observed(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
-        # Imported here: the turn's module imports this one for its decorators.
-        from server.chat import ContentDelta, TurnDone, TurnStarted
-
         began = time.perf_counter()
         backend: str | None = None
         outcome = "failed"

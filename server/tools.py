@@ -16,13 +16,12 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from switchboard.v1 import agent_pb2
 
-from server.backends import ToolCall
+from server.backends import ToolCall, ToolResult
 from server.telemetry import observed_tool_call
 
 DEFAULT_TIMEOUT_MS = 10_000
@@ -30,18 +29,6 @@ DEFAULT_TIMEOUT_MS = 10_000
 MAX_RESULT_CHARS = 16_000
 SIGNATURE_HEADER = "x-switchboard-signature"
 TIMESTAMP_HEADER = "x-switchboard-timestamp"
-
-
-@dataclass(frozen=True)
-class ToolResult:
-    """What a tool call answered, fed back to the model as the tool's message."""
-
-    call_id: str
-    name: str
-    content: str
-    is_error: bool
-    # How the call ended, as `switchboard_tool_calls_total` counts it.
-    outcome: str = "ok"
 
 
 def definitions(agent: agent_pb2.Agent) -> list[dict[str, Any]]:

@@ -23,6 +23,18 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class ToolResult:
+    """What a tool call answered, fed back to the model as the tool's message."""
+
+    call_id: str
+    name: str
+    content: str
+    is_error: bool
+    # How the call ended, as `switchboard_tool_calls_total` counts it.
+    outcome: str = "ok"
+
+
+@dataclass(frozen=True)
 class TextDelta:
     """The next piece of the reply's text."""
 

@@ -13,17 +13,11 @@ from switchboard.v1 import completion_service_pb2_grpc, usage_pb2
 
 from server import ids, resources
 from server.auth import current_principal
-from server.chat import (
-    ContentDelta,
-    TurnDone,
-    TurnRequest,
-    TurnRunner,
-    TurnStarted,
-    send_limit_headers,
-)
+from server.chat import TurnRequest, TurnRunner, send_limit_headers
 from server.errors import InvalidArgument
 from server.idempotency import IdempotencyKeys
 from server.store import Store
+from server.turn_events import ContentDelta, TurnDone, TurnStarted
 
 
 def _turn_request(request: pb.CreateChatCompletionRequest) -> TurnRequest:

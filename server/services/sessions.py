@@ -12,21 +12,19 @@ from switchboard.v1 import session_pb2, session_service_pb2, session_service_pb2
 
 from server import resources
 from server.auth import current_principal, published_agent_for
-from server.chat import (
-    ContentDelta,
-    ToolCallFinished,
-    ToolCallStarted,
-    TurnDone,
-    TurnRequest,
-    TurnRunner,
-    TurnStarted,
-    send_limit_headers,
-)
+from server.chat import TurnRequest, TurnRunner, send_limit_headers
 from server.errors import InvalidArgument, SwitchboardError
 from server.idempotency import IdempotencyKeys
 from server.paging import PageTokens
 from server.replicas import ReplicaBus
 from server.store import Store
+from server.turn_events import (
+    ContentDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+    TurnDone,
+    TurnStarted,
+)
 
 
 def _done_event(done: TurnDone) -> session_service_pb2.Done:
