@@ -160,7 +160,7 @@ class TurnRunner:
                 )
             if backend is not self._builtin:
                 # The builtin responder reads only the new question; models read the history.
-                records = await self._store.sessions.recent_messages(
+                records = await self._store.sessions.history(
                     session_id, limit=self._settings.history_messages
                 )
                 history = prompts.fit_history(records, self._settings.context_tokens)

@@ -9,7 +9,7 @@ from typing import Any
 from switchboard.v1 import agent_pb2
 
 from server.store.search import ScoredPassage
-from server.store.sessions import MessageRecord
+from server.store.sessions import HistoryMessage
 
 # Tokens are estimated, never counted with a model's vocabulary (these servers are offline):
 # a token per three characters overestimates every common tokenizer, plus a few per message.
@@ -40,7 +40,7 @@ def system_message(agent: agent_pb2.Agent, passages: Sequence[ScoredPassage]) ->
     return "\n\n".join(parts)
 
 
-def stored_message(record: MessageRecord) -> dict[str, Any]:
+def stored_message(record: HistoryMessage) -> dict[str, Any]:
     """A stored message in OpenAI's message shape."""
     message: dict[str, Any] = {"role": record.role, "content": record.content}
     if record.tool_calls:
@@ -57,7 +57,7 @@ def stored_message(record: MessageRecord) -> dict[str, Any]:
     return message
 
 
-def fit_history(records: Sequence[MessageRecord], budget: int) -> list[dict[str, Any]]:
+def fit_history(records: Sequence[HistoryMessage], budget: int) -> list[dict[str, Any]]:
     """The newest whole turns of `records` (oldest first) whose estimate fits `budget` tokens.
     A turn starts at a user message, so a tool result never loses the call it answers."""
     turns: list[list[dict[str, Any]]] = []

@@ -23,6 +23,16 @@ _SESSIONS = SQLModel.metadata.tables["sessions"]
 
 
 @dataclass(slots=True)
+class HistoryMessage:
+    """A stored message as a prompt's history reads it (the other columns cost time to decode)."""
+
+    role: str
+    content: str
+    tool_calls: list[dict[str, str]] | None
+    tool_call_id: str | None
+
+
+@dataclass(slots=True)
 class MessageRecord:
     """A stored message, as the store hands it out: a row of `messages` as a plain
     record, because building a SQLModel instance costs about 0.1 ms, too much for each turn."""
@@ -117,18 +127,23 @@ class Sessions:
             rows = (await connection.execute(query)).mappings().all()
         return [MessageRecord(**row) for row in rows]
 
-    async def recent_messages(self, session_id: str, *, limit: int) -> list[MessageRecord]:
-        """The newest `limit` messages of a session, oldest first: one indexed read, however
-        long the session."""
+    async def history(self, session_id: str, *, limit: int) -> list[HistoryMessage]:
+        """The newest `limit` messages of a session, oldest first, as a prompt needs them: one
+        indexed read of four columns, however long the session."""
         query = (
-            select_columns(_MESSAGES)
+            select_columns(
+                _MESSAGES.c.role,
+                _MESSAGES.c.content,
+                _MESSAGES.c.tool_calls,
+                _MESSAGES.c.tool_call_id,
+            )
             .where(_MESSAGES.c.session_id == session_id)
             .order_by(_MESSAGES.c.position.desc())
             .limit(limit)
         )
         async with self._database.engine.connect() as connection:
-            rows = (await connection.execute(query)).mappings().all()
-        return [MessageRecord(**row) for row in reversed(rows)]
+            rows = (await connection.execute(query)).all()
+        return [HistoryMessage(*row) for row in reversed(rows)]
 
     async def agent_of(self, workspace_id: str, session_id: str) -> str:
         """The id of the agent a session talks to."""
