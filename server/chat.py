@@ -127,6 +127,8 @@ class TurnRunner:
         # The tasks running each session's turns, for `cancel`.
         self._running: dict[str, set[asyncio.Task[Any]]] = {}
         self._cancelled: set[asyncio.Task[Any]] = set()
+        # Token counts on their way to the rate limiter, held until they land.
+        self._spending: set[asyncio.Task[None]] = set()
 
     def cancel(self, session_id: str) -> int:
         """Cancels the running turns of a session on this server; returns how many."""
@@ -275,7 +277,13 @@ class TurnRunner:
                 )
             )
             if spent and principal.rate.tokens_per_minute:
-                await asyncio.shield(self._limiter.spend(principal.key_id, principal.rate, spent))
+                # Counted beside the reply rather than before it: the key's next request sees
+                # the tokens, and this one does not wait a round trip to Redis for them.
+                spending = asyncio.ensure_future(
+                    self._limiter.spend(principal.key_id, principal.rate, spent)
+                )
+                self._spending.add(spending)
+                spending.add_done_callback(self._spending.discard)
         assert reply is not None
         yield TurnDone(stored, reply, list(agent.quick_replies), finish_reason)
 
