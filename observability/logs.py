@@ -46,14 +46,16 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
-    """`{"time", "level", "logger", "message", "request_id", "workspace", "agent", "session",
-    "route", "status", "latency_ms", …}`, fields that are not known left out."""
+    """`{"time", "level", "logger", "pid", "message", "request_id", "workspace", "agent",
+    "session", "route", "status", "latency_ms", …}`, fields that are not known left out. The
+    process id tells apart the lines of the workers of one `serve`, which share one stderr."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,
             "message": record.getMessage(),
         }
         line.update(_fields(record))

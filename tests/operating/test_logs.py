@@ -20,7 +20,7 @@ from tests.operating.conftest import (
 from tests.runtime.upstream import Reply, ToolReceiver, ToolReply, Upstream
 
 CHAT = "/v1/chat/completions"
-FIELDS = {"time", "level", "logger", "message"}
+FIELDS = {"time", "level", "logger", "pid", "message"}
 
 
 def _json_lines(output: str) -> list[dict]:
@@ -99,6 +99,8 @@ def test_a_full_run_logs_no_secret_and_no_message_text(
     assert lines, log
     for line in lines:
         assert FIELDS <= line.keys()
+        # One worker: every line is written by the process `serve` started as.
+        assert line["pid"] == operated.process.pid
     access = [line for line in lines if line["logger"] == "switchboard.access"]
     chat = [a for a in access if a.get("route") == CHAT and a.get("status") == 200]
     assert chat
