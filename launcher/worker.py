@@ -149,6 +149,7 @@ async def _serve(
         *([edge] if edge is not None else []),
         grpc_server.stop(grace=config.shutdown_grace_seconds),
     )
+    await core.stop_listening()
     await _let_cancelled_turns_finish()
     await core.close()
 

@@ -147,6 +147,12 @@ class Core:
         self._health_updates.add(task)
         task.add_done_callback(self._health_updates.discard)
 
+    async def stop_listening(self) -> None:
+        """Stops taking cancels from other replicas, once the servers have stopped: the
+        listener would otherwise be a task that never ends among the turns left to finish."""
+        if self._replicas is not None:
+            await self._replicas.stop_listening()
+
     async def close(self) -> None:
         """Releases the upstream connections, the shared counters and the database."""
         await self._http.aclose()

@@ -32,12 +32,17 @@ class ReplicaBus:
         """Starts listening for the other replicas' cancels."""
         self._listener = asyncio.create_task(self._listen())
 
-    async def close(self) -> None:
-        """Stops listening and closes the connection to Redis."""
+    async def stop_listening(self) -> None:
+        """Stops answering other replicas' cancels."""
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
+            self._listener = None
+
+    async def close(self) -> None:
+        """Stops listening and closes the connection to Redis."""
+        await self.stop_listening()
         await self._client.aclose()
 
     async def cancel_elsewhere(self, session_id: str) -> int:

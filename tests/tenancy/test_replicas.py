@@ -231,3 +231,14 @@ def test_an_agent_published_on_one_process_is_served_by_the_other_within_a_secon
     while on_b.post("/v1/chat/completions", json=body).json()["content"] != "v2":
         assert time.monotonic() - published < 1.5
         time.sleep(0.05)
+
+
+def test_sigterm_stops_a_server_with_redis_at_once(server_factory):
+    """Its listener for other replicas' cancels is no turn to wait for."""
+    with server_factory(extra_args=("--redis-url", REDIS_URL)) as own:
+        own.process.terminate()
+        began = time.monotonic()
+        assert own.process.wait(timeout=15) == 0
+        stopped = time.monotonic() - began
+    assert stopped < 3, f"the server took {stopped:.1f} s to stop"
+    assert "still running at exit" not in own.output()
