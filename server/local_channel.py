@@ -130,10 +130,15 @@ class _StreamCall:
             await self._writer
 
     def next_message(self) -> asyncio.Future[Any]:
-        """A future of the next message: `grpc.aio.EOF` after the last, or the call's error."""
+        """A future of the next message: `grpc.aio.EOF` after the last, or the call's error;
+        cancelled once the call is."""
         future = asyncio.get_running_loop().create_future()
         if not self._buffer:
-            self._reader = future
+            if self._task.cancelled() or self._task.cancelling():
+                # Cancelled: no message will come.
+                future.cancel()
+            else:
+                self._reader = future
             return future
         _settle(future, self._buffer.pop(0))
         writer, self._writer = self._writer, None
@@ -145,6 +150,11 @@ class _StreamCall:
         return await self.next_message()
 
     def cancel(self) -> bool:
+        """Stops the servicer; a read waiting for its next message raises `CancelledError`,
+        as on a cancelled grpc.aio call, instead of waiting for a message that never comes."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
         return self._task.cancel()
 
 

@@ -10,6 +10,7 @@ import httpx
 
 from tests.conftest import RunningServer
 from tests.http.conftest import MANUAL, SlowAgent
+from tests.operating.conftest import samples, value
 
 
 async def _messages(client: httpx.AsyncClient, session: str) -> list[dict]:
@@ -20,11 +21,25 @@ async def _messages(client: httpx.AsyncClient, session: str) -> list[dict]:
     return response.json()["messages"]
 
 
+async def _open_streams(client: httpx.AsyncClient, door: str) -> float:
+    scraped = samples((await client.get("/metrics")).text)
+    return value(scraped, "switchboard_active_streams", door=door)
+
+
+async def _until_no_longer_open(client: httpx.AsyncClient, door: str, before: float) -> None:
+    """The edge stops serving a stream whose client left: it counts as open no longer."""
+    deadline = time.monotonic() + 3
+    while await _open_streams(client, door) > before:
+        assert time.monotonic() < deadline, "the stream is still open after its client left"
+        await asyncio.sleep(0.05)
+
+
 async def test_disconnect_mid_stream_keeps_the_partial_reply_incomplete(
     async_http: httpx.AsyncClient, slow_agent: SlowAgent
 ) -> None:
     created = await async_http.post("/v1/sessions", json={"agent": f"agents/{slow_agent.id}"})
     session = created.json()["id"]
+    open_before = await _open_streams(async_http, "native")
     received: list[str] = []
     async with httpx.AsyncClient(
         base_url=async_http.base_url, headers=async_http.headers, timeout=30
@@ -57,6 +72,7 @@ async def test_disconnect_mid_stream_keeps_the_partial_reply_incomplete(
     assert 0 < len(reply["content"]) < len(MANUAL) // 2
     # At 40 ms per delta the whole reply takes seconds; cancellation must be prompt.
     assert time.monotonic() - started < 3
+    await _until_no_longer_open(async_http, "native", open_before)
 
 
 async def test_openai_stream_disconnect_cancels_the_turn(
@@ -67,6 +83,7 @@ async def test_openai_stream_disconnect_cancels_the_turn(
         "stream": True,
         "messages": [{"role": "user", "content": slow_agent.question}],
     }
+    open_before = await _open_streams(async_http, "openai")
     async with httpx.AsyncClient(
         base_url=async_http.base_url, headers=async_http.headers, timeout=30
     ) as client:
@@ -83,6 +100,7 @@ async def test_openai_stream_disconnect_cancels_the_turn(
         messages = await _messages(async_http, session)
         if len(messages) == 2 and messages[1]["status"] == "MESSAGE_STATUS_INCOMPLETE":
             assert messages[1]["content"]
+            await _until_no_longer_open(async_http, "openai", open_before)
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"not incomplete: {await _messages(async_http, session)}")
