@@ -56,16 +56,29 @@ class BrowserGrant:
         try:
             # A stream that starts with a ping waits here for the core's first metadata.
             metadata = await self._call.initial_metadata()
+            if not _grants(metadata) and _ended(self._call):
+                # grpc.aio may drop the initial metadata of a streaming call that failed at
+                # once; the core repeats its grant with the error's status.
+                metadata = await self._call.trailing_metadata()
         except grpc.aio.AioRpcError:
             return []
-        granted = [value for key, value in metadata or () if key == GRANT_METADATA]
-        if granted != [self.origin.decode("latin-1")]:
+        if _grants(metadata) != [self.origin.decode("latin-1")]:
             return []
         return [
             (b"access-control-allow-origin", self.origin),
             (b"access-control-expose-headers", EXPOSED_HEADERS),
             (b"vary", b"origin"),
         ]
+
+
+def _grants(metadata: Any) -> list[str]:
+    return [value for key, value in metadata or () if key == GRANT_METADATA]
+
+
+def _ended(call: Any) -> bool:
+    """Whether `call` is a grpc.aio call that has ended (the in-process channel's calls lose
+    no metadata)."""
+    return isinstance(call, grpc.aio.Call) and call.done()
 
 
 def watch_call(scope: Scope, call: Any) -> None:

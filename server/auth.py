@@ -340,8 +340,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 class _GrantingContext:
     """The servicer context of a call whose page origin its publishable key lists. The CORS
     grant (`CORS_GRANT_METADATA`) goes out with the call's initial metadata: merged into the
-    first metadata a servicer sends, else sent before the answer or the error, so that every
-    response of the call carries it."""
+    first metadata a servicer sends, else sent before the answer or the error (and with the
+    error's status too), so that every response of the call carries it."""
 
     def __init__(self, context: grpc.aio.ServicerContext, origin: str) -> None:
         self._context = context
@@ -362,13 +362,16 @@ class _GrantingContext:
             with contextlib.suppress(grpc.aio.UsageError):
                 await self._context.send_initial_metadata(self._grant)
 
-    async def abort(self, *args: Any, **kwargs: Any) -> None:
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()
+    ) -> None:
         await self.send_grant()
-        await self._context.abort(*args, **kwargs)
+        # Repeated with the status: a grpc.aio client may lose the initial metadata of a
+        # streaming call that fails at once.
+        await self._context.abort(code, details, (*(trailing_metadata or ()), *self._grant))
 
     async def abort_with_status(self, status: grpc.Status) -> None:
-        await self.send_grant()
-        await self._context.abort_with_status(status)
+        await self.abort(status.code, status.details, status.trailing_metadata)
 
 
 def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:

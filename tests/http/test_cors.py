@@ -4,6 +4,7 @@ calling from an origin it lists. Checked in-process and with the edge as its own
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -214,6 +215,29 @@ def test_streams_and_errors_carry_the_grant(base: str, shop_key: str) -> None:
     assert history.status_code == 200
     assert _granted(history, SHOP)
     assert len(history.json()["messages"]) == 2
+
+
+async def test_errors_of_streams_failing_at_once_carry_the_grant_under_load(
+    request: pytest.FixtureRequest, shop_key: str
+) -> None:
+    """Through an edge of its own, a stream that fails before its first message still tells
+    the browser it may read the error, however many fail at once (grpc.aio sometimes drops
+    such a call's initial metadata; the in-process channel does not)."""
+    edge = str(request.getfixturevalue("edge_url"))
+    wait_until_open(edge, SHOP)
+    headers = {"authorization": f"Bearer {shop_key}", "origin": SHOP}
+    async with httpx.AsyncClient(base_url=edge, headers=headers, timeout=30) as client:
+
+        async def missing() -> httpx.Response:
+            body = {"content": "hello"}
+            return await client.post("/v1/sessions/sess_missing/messages:stream", json=body)
+
+        answers = []
+        for _ in range(25):
+            answers += await asyncio.gather(*(missing() for _ in range(16)))
+    assert {answer.status_code for answer in answers} == {404}
+    ungranted = [a for a in answers if not _granted(a, SHOP)]
+    assert not ungranted, f"{len(ungranted)} of {len(answers)} errors without the grant"
 
 
 def test_a_revoked_key_loses_its_grant_at_once(server: RunningServer) -> None:

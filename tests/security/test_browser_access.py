@@ -136,6 +136,9 @@ async def test_errors_and_streams_carry_the_grant(stubs: Stubs, auth) -> None:
             pass
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
     assert (CORS_GRANT_METADATA, origin) in tuple(refused.value.initial_metadata())
+    # Repeated with the status, for a client that lost the initial metadata of a call failing
+    # at once.
+    assert (CORS_GRANT_METADATA, origin) in tuple(refused.value.trailing_metadata())
 
     session = await stubs.sessions.CreateSession(
         session_service_pb2.CreateSessionRequest(
