@@ -17,10 +17,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/switchboard serve --demo
 
-# The whole suite, then the API suites again with the shared server on PostgreSQL.
+# The whole suite, then the API suites again with the shared server on PostgreSQL, then the
+# edge's suites on PostgreSQL with the edge as its own process (`serve --grpc-only` + `edge --core`).
 test: $(STAMP)
 	$(BIN)/python -m pytest
 	SWITCHBOARD_TEST_DATABASE=postgresql $(BIN)/python -m pytest tests/grpc tests/http tests/openai_sdk
+	SWITCHBOARD_TEST_DATABASE=postgresql SWITCHBOARD_TEST_LAYOUT=split \
+		$(BIN)/python -m pytest tests/http tests/openai_sdk
 
 generate: $(STAMP)
 	$(BIN)/python protos/generate.py generated

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
@@ -155,24 +156,72 @@ def run_server(
             process.wait()
 
 
+@contextlib.contextmanager
+def run_edge(core: RunningServer) -> Iterator[str]:
+    """Runs `switchboard edge --core` in front of `core` until the block ends, then stops it
+    with SIGTERM; yields the edge's base URL. Its log lands next to the core's."""
+    address = f"127.0.0.1:{free_port()}"
+    log = core.log.with_name(f"edge-{address.rsplit(':', 1)[1]}.log")
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [str(SWITCHBOARD), "edge", "--core", core.grpc_target, "--http-addr", address],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=os.environ,
+        )
+    url = f"http://{address}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            if process.poll() is not None:
+                raise RuntimeError(f"the edge exited early:\n{log.read_text()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the edge did not become ready:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 # `make test` runs the API suites a second time with this set to `postgresql`, so that every
 # door is tried on both databases.
 SHARED_DATABASE = os.environ.get("SWITCHBOARD_TEST_DATABASE", "sqlite")
+# `together`: one `serve` runs core and edge. `split`: `serve --grpc-only` and, in front of it,
+# `switchboard edge --core`, the layout in which edges scale apart from cores.
+SHARED_LAYOUT = os.environ.get("SWITCHBOARD_TEST_LAYOUT", "together")
 
 
 @pytest.fixture(scope="session")
 def server(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[RunningServer]:
-    """One server (core and edge) with the demo agent, shared by the whole run, on SQLite or,
-    with `SWITCHBOARD_TEST_DATABASE=postgresql`, on a fresh PostgreSQL database."""
+    """One server with the demo agent, shared by the whole run, on SQLite or, with
+    `SWITCHBOARD_TEST_DATABASE=postgresql`, on a fresh PostgreSQL database; core and edge in
+    one process or, with `SWITCHBOARD_TEST_LAYOUT=split`, in two."""
     database_url = None
     if SHARED_DATABASE == "postgresql":
         database_url = request.getfixturevalue("postgresql_url")
     elif SHARED_DATABASE != "sqlite":
         raise pytest.UsageError("SWITCHBOARD_TEST_DATABASE must be sqlite or postgresql")
-    with run_server(tmp_path_factory.mktemp("server"), database_url=database_url) as running:
-        yield running
+    if SHARED_LAYOUT not in ("together", "split"):
+        raise pytest.UsageError("SWITCHBOARD_TEST_LAYOUT must be together or split")
+    split = SHARED_LAYOUT == "split"
+    workdir = tmp_path_factory.mktemp("server")
+    with run_server(workdir, database_url=database_url, grpc_only=split) as running:
+        if not split:
+            yield running
+            return
+        with run_edge(running) as edge_url:
+            yield dataclasses.replace(running, http_url=edge_url)
 
 
 @pytest.fixture(scope="session")

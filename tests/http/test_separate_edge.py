@@ -4,41 +4,21 @@ layout for scaling edges apart from cores answers like the in-process one."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import subprocess
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import SWITCHBOARD, RunningServer, free_port
+from tests.conftest import RunningServer, run_edge
 from tests.http.conftest import SlowAgent
 
 
 @pytest.fixture(scope="module")
 def edge_url(server: RunningServer) -> Iterator[str]:
-    address = f"127.0.0.1:{free_port()}"
-    process = subprocess.Popen(
-        [str(SWITCHBOARD), "edge", "--core", server.grpc_target, "--http-addr", address],
-        env=os.environ,
-    )
-    url = f"http://{address}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            assert process.poll() is None, "the edge exited"
-            assert time.monotonic() < deadline, "the edge did not become ready"
-            time.sleep(0.1)
+    with run_edge(server) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 @pytest.fixture
