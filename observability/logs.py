@@ -23,9 +23,18 @@ _CONTEXT_FIELDS = ("request_id", "workspace", "agent", "session", "route")
 OWN_LOGGERS = ("switchboard", "server", "http_edge", "observability")
 
 
+# The JSON of a line: one encoder for every line, as `json.dumps` would build one per call.
+_encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+# The last second formatted, and its text: lines come many to a second.
+_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(created: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+    global _second
+    whole = int(created)
+    if _second[0] != whole:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int(created % 1 * 1000):03d}Z"
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -61,7 +70,7 @@ class JsonFormatter(logging.Formatter):
         line.update(_fields(record))
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return _encode(line)
 
 
 class TextFormatter(logging.Formatter):
@@ -93,6 +102,12 @@ def configure(level: str = "info", log_format: str = "auto", stream: IO[str] | N
     handler = logging.StreamHandler(stream)
     chosen = resolve_format(log_format, stream)
     handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
+    # No line names its thread, process or source line: the records need not look them up
+    # (the source line alone walks the stack on every call).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # type: ignore[attr-defined]
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
