@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from sqlalchemy import update
@@ -21,6 +22,7 @@ class Workspaces:
         self._database = database
         # Workspaces seen without a balance, until when: they skip the balance read.
         self._unmetered: dict[str, float] = {}
+        self._reading: dict[str, asyncio.Future[int | None]] = {}
 
     async def create(self, name: str) -> Workspace:
         """Stores a new workspace, unmetered."""
@@ -90,8 +92,21 @@ class Workspaces:
         """The tokens left, read fresh for a metered workspace (so that concurrent turns
         overdraw by at most those already running); None for an unmetered one, which another
         replica's operator may meter within `CACHE_SECONDS`."""
-        if self._unmetered.get(workspace_id, 0.0) > time.monotonic():
+        unmetered_until = self._unmetered.get(workspace_id)
+        if unmetered_until is None:
+            return await self._read_balance(workspace_id)
+        if unmetered_until > time.monotonic():
             return None
+        # The turns that find an unmetered workspace's entry expired share one read, rather
+        # than all running it at once; a metered one is read fresh by every turn.
+        pending = self._reading.get(workspace_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read_balance(workspace_id))
+            self._reading[workspace_id] = pending
+            pending.add_done_callback(lambda _: self._reading.pop(workspace_id, None))
+        return await asyncio.shield(pending)
+
+    async def _read_balance(self, workspace_id: str) -> int | None:
         async with self._database.engine.connect() as connection:
             table = Workspace.__table__  # type: ignore[attr-defined]
             result = await connection.execute(
@@ -101,4 +116,5 @@ class Workspaces:
         if balance is None:
             self._unmetered[workspace_id] = time.monotonic() + CACHE_SECONDS
             return None
+        self._unmetered.pop(workspace_id, None)
         return int(balance)
