@@ -177,6 +177,8 @@ def observe_caller(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMetho
 
         async def unary(request: Any, servicer_context: Any) -> Any:
             _bind_workspace()
+            if not tracing.enabled():
+                return await inner_unary(request, servicer_context)
             with tracing.span(f"core {method}", attributes=_attrs()):
                 return await inner_unary(request, servicer_context)
 
