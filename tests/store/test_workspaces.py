@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from server.store.repository import CACHE_SECONDS, Repository
+from server.store import Store
+from server.store.caching import CACHE_SECONDS
+from server.store.database import Database
 from server.store.workspaces import Workspaces
 
 
@@ -21,37 +23,35 @@ class _Clock:
         return self.now
 
 
-def _count_balance_reads(repository: Repository) -> list[str]:
+def _count_balance_reads(database: Database) -> list[str]:
     reads: list[str] = []
 
     def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         if "token_balance" in statement and statement.lstrip().upper().startswith("SELECT"):
             reads.append(statement)
 
-    event.listen(repository.engine.sync_engine, "before_cursor_execute", seen)
+    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
     return reads
 
 
 async def test_turns_finding_an_unmetered_entry_expired_share_one_read(
-    repository: Repository, workspace: str, monkeypatch: pytest.MonkeyPatch
+    store: Store, workspace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = _Clock()
     monkeypatch.setattr("server.store.workspaces.time", clock)
-    workspaces = Workspaces(repository)
+    workspaces = Workspaces(store.database)
     assert await workspaces.balance(workspace) is None
-    reads = _count_balance_reads(repository)
+    reads = _count_balance_reads(store.database)
     clock.now += CACHE_SECONDS + 1
     balances = await asyncio.gather(*(workspaces.balance(workspace) for _ in range(16)))
     assert balances == [None] * 16
     assert len(reads) == 1
 
 
-async def test_a_metered_workspace_is_read_by_every_turn(
-    repository: Repository, workspace: str
-) -> None:
-    workspaces = Workspaces(repository)
+async def test_a_metered_workspace_is_read_by_every_turn(store: Store, workspace: str) -> None:
+    workspaces = Workspaces(store.database)
     await workspaces.set_balance(workspace, 100)
-    reads = _count_balance_reads(repository)
+    reads = _count_balance_reads(store.database)
     balances = await asyncio.gather(*(workspaces.balance(workspace) for _ in range(4)))
     assert balances == [100] * 4
     assert len(reads) == 4
