@@ -102,10 +102,9 @@ def configure(level: str = "info", log_format: str = "auto", stream: IO[str] | N
     handler = logging.StreamHandler(stream)
     chosen = resolve_format(log_format, stream)
     handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
-    # No line names its thread, process or source line: the records need not look them up
-    # (the source line alone walks the stack on every call).
+    # No line names its thread or source line: the records need not look them up (the source
+    # line alone walks the stack on every call). The process id stays: JSON lines carry it.
     logging.logThreads = False
-    logging.logProcesses = False
     logging.logMultiprocessing = False
     logging._srcfile = None  # type: ignore[attr-defined]
     root = logging.getLogger()
