@@ -16,12 +16,9 @@ from http_edge.cors import watch_call
 from http_edge.errors import ApiError, from_rpc_error
 from http_edge.responses import send_bytes, send_error
 from http_edge.streaming import (
-    PING,
     STREAM_HEADERS,
-    DisconnectWatcher,
     GracePeriod,
-    MessageStream,
-    ShuttingDown,
+    follow_disconnect,
     shutting_down,
     unary_response,
 )
@@ -64,7 +61,7 @@ async def forward_unary(
     or its error in the shape of the surface addressed."""
     watch_call(scope, call)
     try:
-        response = await unary_response(call, receive)
+        response = await unary_response(scope, receive, call)
     except grpc.aio.AioRpcError as exc:
         await send_error(scope, send, from_rpc_error(exc))
         return
@@ -86,45 +83,149 @@ async def forward_stream(
 ) -> None:
     """Writes each message of a server-streaming `call` as soon as it arrives, with pings while
     it is quiet. An error before the first message answers with its status; after it, the
-    stream ends with the framing's failure. A client that goes away cancels the call."""
+    stream ends with the framing's failure. A client that goes away, or the end of the
+    shutdown grace period, cancels the call.
+
+    The call is read in the request's own task: an open stream holds no task, queue or timer
+    of its own beyond its ping timer, since a server holds thousands of them."""
     watch_call(scope, call)
-    watcher = DisconnectWatcher(receive, call)
-    stream = MessageStream(call, ping_interval, grace)
-    started = False
+    stream = _OpenStream(send, call, framing, ping_interval)
+    stop_following = follow_disconnect(scope, receive, stream.client_gone)
+    grace.follow(stream)
+    ending: bytes | None
     try:
-        item = await stream.next()
-        while item is not None:
-            if not started:
-                headers = [framing.content_type, *STREAM_HEADERS]
-                if item is not PING:
-                    # A ping comes before any message: no metadata to wait for then.
-                    headers += await passed_headers(call)
-                    headers += framing.headers(item)
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                started = True
-            chunk = framing.ping if item is PING else framing.message(item)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            item = await stream.next()
+        message = await call.read()
+        while message is not grpc.aio.EOF:
+            await stream.write(message)
+            message = await call.read()
         ending = framing.end()
     except grpc.aio.AioRpcError as exc:
-        if not started:
-            await send_error(scope, send, from_rpc_error(exc))
-            return
-        ending = framing.failure(from_rpc_error(exc), False)
-    except ShuttingDown:
-        if not started:
-            await send_error(scope, send, shutting_down())
-            return
-        ending = framing.failure(shutting_down(), True)
+        ending = await stream.failure(scope, from_rpc_error(exc), shutting_down=False)
     except asyncio.CancelledError:
-        if watcher.disconnected:
+        if stream.stopped is _GONE:
             return
-        raise
+        if stream.stopped is not _SHUT_DOWN:
+            raise
+        ending = await stream.failure(scope, shutting_down(), shutting_down=True)
     finally:
-        watcher.stop()
+        stop_following()
+        grace.forget(stream)
         stream.close()
-    if not started:
-        # An empty stream: headers were never sent.
-        headers = [framing.content_type, *STREAM_HEADERS]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": ending, "more_body": False})
+    if ending is not None:
+        await stream.finish(ending)
+
+
+_GONE = "client gone"
+_SHUT_DOWN = "server shutting down"
+
+
+class _OpenStream:
+    """One response stream being forwarded: whether its head went out, why it was stopped,
+    and its keep-alive pings, each written once the stream has been quiet for a ping
+    interval (from a task of its own, which lives only as long as its write)."""
+
+    __slots__ = (
+        "_call",
+        "_framing",
+        "_interval",
+        "_ping",
+        "_send",
+        "_timer",
+        "_written_at",
+        "ended",
+        "started",
+        "stopped",
+    )
+
+    def __init__(self, send: Send, call: Any, framing: StreamFraming, interval: float) -> None:
+        self._send = send
+        self._call = call
+        self._framing = framing
+        self._interval = interval
+        self.started = False
+        self.ended = False
+        self.stopped: str | None = None
+        self._ping: asyncio.Task[None] | None = None
+        loop = asyncio.get_running_loop()
+        self._written_at = loop.time()
+        self._timer: asyncio.TimerHandle | None = loop.call_later(interval, self._ping_due)
+
+    def client_gone(self) -> None:
+        """The client went away: the call is cancelled."""
+        self._stop(_GONE)
+
+    def shut_down(self) -> None:
+        """The shutdown grace period ended: the call is cancelled."""
+        self._stop(_SHUT_DOWN)
+
+    def _stop(self, reason: str) -> None:
+        if self.stopped is None:
+            self.stopped = reason
+            self._call.cancel()
+
+    async def write(self, message: Any) -> None:
+        """Writes one response message (the head first, with headers from the first one)."""
+        if not self.started:
+            headers = [*await passed_headers(self._call), *self._framing.headers(message)]
+            # A ping may have begun the stream while the metadata was awaited.
+            if not self.started:
+                await self._start(headers)
+        self._written_at = asyncio.get_running_loop().time()
+        chunk = self._framing.message(message)
+        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def failure(self, scope: Scope, error: ApiError, *, shutting_down: bool) -> bytes | None:
+        """The framing's last bytes for a stream that failed, or None once the error was
+        answered as a whole response (nothing had been written yet)."""
+        if self.started:
+            return self._framing.failure(error, shutting_down)
+        self.started = self.ended = True
+        await send_error(scope, self._send, error)
+        return None
+
+    async def finish(self, ending: bytes) -> None:
+        """Writes the stream's last bytes (the head first if nothing was written)."""
+        if not self.started:
+            # An empty stream: headers were never sent.
+            await self._start([])
+        await self._send({"type": "http.response.body", "body": ending, "more_body": False})
+
+    def close(self) -> None:
+        """Stops the pings; the call is cancelled unless it ended."""
+        self.ended = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._call.cancel()
+
+    async def _start(self, headers: Headers) -> None:
+        self.started = True
+        headers = [self._framing.content_type, *STREAM_HEADERS, *headers]
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    def _ping_due(self) -> None:
+        self._timer = None
+        if self.ended:
+            return
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self._written_at
+        if quiet < self._interval:
+            self._timer = loop.call_later(self._interval - quiet, self._ping_due)
+        elif self._ping is None:
+            self._ping = asyncio.ensure_future(self._write_ping())
+
+    async def _write_ping(self) -> None:
+        # Writes wait their turn on a paused connection in the order they began, so a ping
+        # never lands inside another write, nor after the last one.
+        try:
+            if not self.ended:
+                if not self.started:
+                    # A ping before any message: no metadata to wait for then.
+                    await self._start([])
+                self._written_at = asyncio.get_running_loop().time()
+                ping = self._framing.ping
+                await self._send({"type": "http.response.body", "body": ping, "more_body": True})
+        finally:
+            self._ping = None
+        if not self.ended:
+            self._timer = asyncio.get_running_loop().call_later(self._interval, self._ping_due)

@@ -5,6 +5,9 @@ as the client writes, which lets one request hold the event loop for seconds. Th
 counts the bytes of each request head (request line and headers) as they arrive and answers
 `431 Request Header Fields Too Large` once they pass the limit, then closes the connection.
 
+A request's app may ask to be called back when the client's connection is lost
+(`http_edge.streaming.ON_DISCONNECT`), instead of waiting on `receive` in a task of its own.
+
 It also holds each response head back until the body's first bytes are written (or the event
 loop's current round ends): a whole JSON response then leaves in one write, one segment that
 wakes the client once, instead of a head and a body in two.
@@ -13,6 +16,7 @@ wakes the client once, instead of a head and a body in two.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -20,6 +24,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from http_edge.errors import edge_error, native_body
 from http_edge.marshal import encode_json
+from http_edge.streaming import ON_DISCONNECT
 
 # A refused client may still be writing its head: reading it on (and dropping it) for a moment
 # lets the 431 reach it instead of a connection reset.
@@ -30,12 +35,14 @@ class _HeadTooLarge(Exception):
     """Raised from a parser callback to stop parsing a head over the limit."""
 
 
-class _HeadCount:
-    """How much of the current request head has arrived, and whether it was refused."""
+class _State:
+    """How much of the current request head has arrived, whether it was refused, and what to
+    call when the connection is lost."""
 
-    __slots__ = ("began", "in_head", "lower", "read", "refused", "upper")
+    __slots__ = ("began", "in_head", "lower", "on_disconnect", "read", "refused", "upper")
 
     def __init__(self) -> None:
+        self.on_disconnect: Callable[[], None] | None = None
         self.in_head = False
         self.began = False
         self.read = 0
@@ -56,12 +63,23 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         # One attribute more, not six: past uvicorn's own, each costs the whole instance
         # dictionary its key sharing, about 1.3 KB per connection.
-        self._count = _HeadCount()
+        self._count = _State()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Wraps the transport so that a response head waits for its body."""
         super().connection_made(transport)
         self.transport = _HeadWithBody(transport)  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """uvicorn's handling, then the callback the request asked for (`ON_DISCONNECT`)."""
+        super().connection_lost(exc)
+        callback, self._count.on_disconnect = self._count.on_disconnect, None
+        if callback is not None:
+            callback()
+
+    def follow_disconnect(self, callback: Callable[[], None] | None) -> None:
+        """Calls `callback()` once the connection is lost; None stops following it."""
+        self._count.on_disconnect = callback
 
     def data_received(self, data: bytes) -> None:
         """Feeds the parser, refusing the head once the reads it spans pass the limit."""
@@ -80,6 +98,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         """Starts counting a new request head."""
         super().on_message_begin()
+        self.scope[ON_DISCONNECT] = self.follow_disconnect  # type: ignore[literal-required]
         self._count.in_head = True
         self._count.began = True
         self._count.upper = self._count.lower = 0

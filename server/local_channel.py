@@ -9,13 +9,10 @@ calls still go through the same auth interceptor, and failures still arrive as
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import Any
 
 import grpc
-
-_STREAM_BUFFER = 8
-_DONE = object()
 
 
 class HandlerCollector:
@@ -88,83 +85,68 @@ class _UnaryCall:
 
 
 class _StreamCall:
-    """Runs the servicer's generator in its own task, so that `cancel()` stops it at whatever
-    it awaits (its `finally` blocks run, as with a cancelled RPC).
+    """Runs the servicer's generator in the task that reads the call: each `read()` steps it
+    to its next message, so that an open stream holds no task or queue of its own.
 
-    Messages wait in a short list and `next_message()` hands each over as a future, with no
-    task of its own: a server holds thousands of these at once, and an `asyncio.Queue` (four
-    deques) and a task per read cost more than the rest of the call."""
+    `cancel()` stops the generator at whatever it awaits (its `finally` blocks run, as with a
+    cancelled RPC); a read in progress, or any later one, raises `CancelledError`, as on a
+    cancelled grpc.aio call."""
 
-    __slots__ = ("_buffer", "_context", "_reader", "_task", "_writer")
+    __slots__ = ("_cancelled", "_context", "_ended", "_reader", "_responses")
 
-    def __init__(self, responses: AsyncIterator[Any], context: _LocalContext) -> None:
-        # Up to `_STREAM_BUFFER` messages, then `_DONE` or the exception that ended the call.
-        self._buffer: list[Any] = []
-        # The reader waiting for the next message, and the servicer waiting for room.
-        self._reader: asyncio.Future[Any] | None = None
-        self._writer: asyncio.Future[None] | None = None
-        self._task = asyncio.ensure_future(self._pump(responses))
+    def __init__(self, responses: AsyncGenerator[Any, None], context: _LocalContext) -> None:
+        self._responses = responses
         self._context = context
+        # The task inside `read()`, while one is.
+        self._reader: asyncio.Task[Any] | None = None
+        self._cancelled = False
+        self._ended = False
 
     async def initial_metadata(self) -> grpc.aio.Metadata:
         """What the servicer sent as initial metadata (read once a message is in)."""
         return grpc.aio.Metadata(*self._context.initial_metadata)
 
-    async def _pump(self, responses: AsyncIterator[Any]) -> None:
-        try:
-            async for response in responses:
-                await self._put(response)
-        except Exception as error:
-            await self._put(error)
-        else:
-            await self._put(_DONE)
-
-    async def _put(self, item: Any) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None and not reader.done():
-            _settle(reader, item)
-            return
-        self._buffer.append(item)
-        if len(self._buffer) >= _STREAM_BUFFER:
-            self._writer = asyncio.get_running_loop().create_future()
-            await self._writer
-
-    def next_message(self) -> asyncio.Future[Any]:
-        """A future of the next message: `grpc.aio.EOF` after the last, or the call's error;
-        cancelled once the call is."""
-        future = asyncio.get_running_loop().create_future()
-        if not self._buffer:
-            if self._task.cancelled() or self._task.cancelling():
-                # Cancelled: no message will come.
-                future.cancel()
-            else:
-                self._reader = future
-            return future
-        _settle(future, self._buffer.pop(0))
-        writer, self._writer = self._writer, None
-        if writer is not None and not writer.done():
-            writer.set_result(None)
-        return future
-
     async def read(self) -> Any:
-        return await self.next_message()
+        """The next message, `grpc.aio.EOF` after the last; raises the call's error."""
+        if self._cancelled:
+            raise asyncio.CancelledError
+        self._reader = reader = asyncio.current_task()
+        try:
+            return await self._responses.__anext__()
+        except StopAsyncIteration:
+            self._ended = True
+            return grpc.aio.EOF
+        except Exception:
+            self._ended = True
+            raise
+        except asyncio.CancelledError:
+            if self._cancelled and reader is not None and reader.cancelling():
+                # The cancellation was this call's own, not the reading task's.
+                reader.uncancel()
+            raise
+        finally:
+            self._reader = None
 
     def cancel(self) -> bool:
-        """Stops the servicer; a read waiting for its next message raises `CancelledError`,
-        as on a cancelled grpc.aio call, instead of waiting for a message that never comes."""
-        reader, self._reader = self._reader, None
+        """Stops the servicer; answers False if the call had ended or was cancelled."""
+        if self._cancelled or self._ended:
+            return False
+        self._cancelled = True
+        reader = self._reader
         if reader is not None:
             reader.cancel()
-        return self._task.cancel()
+        else:
+            # Between reads: the generator is closed from a task of its own, since its
+            # `finally` blocks may await.
+            closing = asyncio.ensure_future(self._responses.aclose())
+            _closing.add(closing)
+            closing.add_done_callback(_closing.discard)
+        return True
 
 
-def _settle(future: asyncio.Future[Any], item: Any) -> None:
-    if item is _DONE:
-        future.set_result(grpc.aio.EOF)
-    elif isinstance(item, Exception):
-        future.set_exception(item)
-    else:
-        future.set_result(item)
+# Generators of cancelled calls being closed: kept until closed, as the loop keeps only weak
+# references to tasks.
+_closing: set[asyncio.Task[None]] = set()
 
 
 class LocalChannel:

@@ -23,7 +23,7 @@ async def test_a_stopped_watcher_is_freed_without_the_garbage_collector() -> Non
         return {"type": "http.disconnect"}
 
     call = _Call()
-    watcher = DisconnectWatcher(receive, call)  # type: ignore[arg-type]
+    watcher = DisconnectWatcher(receive, call.cancel)  # type: ignore[arg-type]
     await asyncio.sleep(0)
     freed = weakref.ref(call)
     gc.disable()
