@@ -13,7 +13,7 @@ from typing import Any
 from switchboard.v1 import completion_service_pb2 as completion_pb2
 
 from contract.roles import ROLES
-from http_edge.core import CoreClient, Metadata, forwarded_metadata
+from http_edge.core import CoreClient, forwarded_metadata
 from http_edge.errors import (
     ApiError,
     invalid_argument,
@@ -229,8 +229,7 @@ class ChatCompletions:
             await send_error(scope, send, unauthenticated)
             return
         try:
-            body = await read_body(receive, headers, self._max_body_bytes)
-            document = decode_json(body)
+            document = decode_json(await read_body(receive, headers, self._max_body_bytes))
             send = _naming_ignored(send, ignored_params(document))
             request = parse_chat_request(document)
         except ApiError as error:
@@ -239,40 +238,23 @@ class ChatCompletions:
         except ClientDisconnected:
             return
         metadata = forwarded_metadata(headers, scope["request_id"])
+        # Not kept for as long as a stream lasts.
+        del document, headers
         if request.stream:
-            await self._stream(scope, receive, send, request, metadata)
+            call = self._core.streaming(STREAM_RPC)(request, metadata=metadata)
+            del request, metadata
+            await forward_stream(
+                scope,
+                receive,
+                send,
+                call,
+                ChunkEvents(),
+                ping_interval=self._ping_interval,
+                grace=self._grace,
+            )
         else:
-            await self._create(scope, receive, send, request, metadata)
-
-    async def _create(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        request: completion_pb2.CreateChatCompletionRequest,
-        metadata: Metadata,
-    ) -> None:
-        call = self._core.unary(CREATE_RPC)(request, metadata=metadata)
-        await forward_unary(scope, receive, send, call, _render_response)
-
-    async def _stream(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        request: completion_pb2.CreateChatCompletionRequest,
-        metadata: Metadata,
-    ) -> None:
-        call = self._core.streaming(STREAM_RPC)(request, metadata=metadata)
-        await forward_stream(
-            scope,
-            receive,
-            send,
-            call,
-            ChunkEvents(),
-            ping_interval=self._ping_interval,
-            grace=self._grace,
-        )
+            call = self._core.unary(CREATE_RPC)(request, metadata=metadata)
+            await forward_unary(scope, receive, send, call, _render_response)
 
 
 def _render_response(completion: completion_pb2.ChatCompletion) -> tuple[bytes, Headers]:

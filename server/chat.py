@@ -212,8 +212,8 @@ class TurnRunner:
                 steps = self._steps(
                     agent, backend, prompt, passages, response_format, exchange, usage, redactor
                 )
-                async with aclosing(steps) as events:
-                    async for event in events:
+                try:
+                    async for event in steps:
                         if isinstance(event, ContentDelta):
                             if first_token_at is None:
                                 first_token_at = time.perf_counter()
@@ -222,6 +222,8 @@ class TurnRunner:
                             finish_reason = "length" if event.reason == "length" else "stop"
                             continue
                         yield event
+                finally:
+                    await steps.aclose()
             tail = redactor.finish()
             if tail:
                 parts.append(tail)
@@ -314,7 +316,8 @@ class TurnRunner:
             )
             calls: Sequence[ToolCall] = ()
             step_text: list[str] = []
-            async with aclosing(traced_step(backend, context)) as events:
+            events = traced_step(backend, context)
+            try:
                 async for event in events:
                     if isinstance(event, TextDelta):
                         step_text.append(event.text)
@@ -330,6 +333,8 @@ class TurnRunner:
                         usage.reported = True
                     elif isinstance(event, Finished):
                         yield event
+            finally:
+                await events.aclose()
             text = "".join(step_text)
             if not usage.reported:
                 usage.prompt += sum(prompts.estimate_tokens(m) for m in prompt)

@@ -64,6 +64,11 @@ class Reservation(Generic[Response]):
         )
         self._finished = True
 
+    async def release(self) -> None:
+        """Frees the key unless `finish` stored a result."""
+        if not self._finished:
+            await asyncio.shield(self._records.release(self._api_key_id, self._key))
+
     async def __aenter__(self) -> Reservation[Response]:
         return self
 
@@ -73,8 +78,7 @@ class Reservation(Generic[Response]):
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if not self._finished:
-            await asyncio.shield(self._records.release(self._api_key_id, self._key))
+        await self.release()
 
 
 class IdempotencyKeys:

@@ -316,7 +316,8 @@ def observed_turn(
         first_token = False
         with tracing.span("turn") as span:
             try:
-                async with aclosing(run(*args, **kwargs)) as events:
+                events = run(*args, **kwargs)
+                try:
                     async for event in events:
                         if isinstance(event, TurnStarted):
                             backend = event.backend.split(":", 1)[0]
@@ -337,6 +338,8 @@ def observed_turn(
                         elif isinstance(event, TurnDone):
                             outcome = "complete"
                         yield event
+                finally:
+                    await events.aclose()
             except (GeneratorExit, asyncio.CancelledError, TurnCancelled):
                 outcome = "cancelled"
                 raise

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 
 import grpc
 from switchboard.v1 import completion_service_pb2 as pb
@@ -168,10 +166,9 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
         created = int(time.time())
         chunks = _Chunks()
         started: TurnStarted | None = None
-        async with contextlib.AsyncExitStack() as stack:
-            if reserved is not None:
-                await stack.enter_async_context(reserved)
-            events = await stack.enter_async_context(aclosing(self._turns.run(principal, turn)))
+        # Plain try/finally rather than exit stacks: a server holds thousands of these.
+        events = self._turns.run(principal, turn)
+        try:
             async for event in events:
                 if isinstance(event, TurnStarted):
                     started = event
@@ -195,3 +192,7 @@ class CompletionService(completion_service_pb2_grpc.CompletionServiceServicer):
                     yield chunks.chunk(pb.ChatCompletionDelta(), finish_reason=event.finish_reason)
                     if include_usage:
                         yield chunks.chunk(usage=resources.usage_of(event.reply))
+        finally:
+            await events.aclose()
+            if reserved is not None:
+                await reserved.release()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
-from contextlib import aclosing
 
 import grpc
 from google.protobuf import empty_pb2
@@ -213,11 +211,10 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
                 yield replayed
             return
         began = False
+        # Plain try/finally rather than exit stacks: a server holds thousands of these.
+        events = self._turns.run(principal, turn)
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                if reserved is not None:
-                    await stack.enter_async_context(reserved)
-                events = await stack.enter_async_context(aclosing(self._turns.run(principal, turn)))
+            try:
                 async for event in events:
                     if isinstance(event, TurnStarted):
                         await send_limit_headers(context, event)
@@ -254,6 +251,10 @@ class SessionService(session_service_pb2_grpc.SessionServiceServicer):
                                 )
                             )
                         yield session_service_pb2.MessageEvent(done=_done_event(event))
+            finally:
+                await events.aclose()
+                if reserved is not None:
+                    await reserved.release()
         except SwitchboardError as error:
             if not began:
                 raise
