@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from http_edge.protocol import bounded_head_protocol
+from http_edge.protocol import edge_protocol
 from http_edge.streaming import GracePeriod
 
 # After the grace period, the time streams get to write their last event before uvicorn
@@ -40,7 +40,7 @@ class EdgeServer(uvicorn.Server):
         super().__init__(
             uvicorn.Config(
                 app,
-                http=bounded_head_protocol(max_header_bytes),
+                http=edge_protocol(max_header_bytes),
                 log_level="warning",
                 access_log=False,
                 # uvicorn's own lines go through the process's log format, not its own.
