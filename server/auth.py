@@ -39,7 +39,7 @@ ALL_SCOPES = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Access:
     """Who may call an RPC: a secret key holding at least one of `scopes`, and, when
     `publishable`, a publishable key too (always held to its listed agents)."""
@@ -108,7 +108,7 @@ def is_public(method: str) -> bool:
     return method.startswith(PUBLIC_SERVICES)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
     """The caller: a key of a workspace."""
 

@@ -40,6 +40,7 @@ from server.errors import (
     FailedPrecondition,
     InsufficientBalance,
     InvalidArgument,
+    RateLimited,
     TurnCancelled,
     Unsupported,
     UpstreamError,
@@ -53,7 +54,14 @@ from server.store.agents import PublishedAgent
 from server.store.search import ScoredPassage
 from server.store.sessions import MessageRecord
 from server.store.tables import utcnow
-from server.telemetry import counted_tokens, observed_turn, traced, traced_step
+from server.telemetry import (
+    TurnMeter,
+    count_refusals,
+    counted_tokens,
+    traced,
+    traced_step,
+    traced_turn,
+)
 from server.turn_events import (
     ContentDelta,
     ToolCallFinished,
@@ -71,7 +79,7 @@ DEFAULT_REFUSAL_REPLY = "I can't help with that request."
 _JSON_FORMATS = ("json_object", "json_schema")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TurnSettings:
     """Server-wide settings of turns."""
 
@@ -83,7 +91,7 @@ class TurnSettings:
     history_messages: int = 200
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TurnRequest:
     """A turn as the services hand it over: the agent, the session if any, the new
     `(role, content)` messages, and labels for a new session."""
@@ -98,7 +106,7 @@ class TurnRequest:
     response_format: completion_service_pb2.ResponseFormat | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Usage:
     prompt: int = 0
     completion: int = 0
@@ -138,11 +146,13 @@ class TurnRunner:
             task.cancel()
         return len(tasks)
 
-    @observed_turn
-    async def run(
+    def run(self, principal: Principal, request: TurnRequest) -> AsyncGenerator[TurnEvent, None]:
+        """Runs one turn: `TurnStarted`, the reply's events, then `TurnDone`."""
+        return traced_turn(self._turn(principal, request))
+
+    async def _turn(
         self, principal: Principal, request: TurnRequest
     ) -> AsyncGenerator[TurnEvent, None]:
-        """Runs one turn: `TurnStarted`, the reply's events, then `TurnDone`."""
         started = time.perf_counter()
         _validate_messages(request)
         published = await published_agent_for(self._store.agents, principal, request.agent)
@@ -169,13 +179,17 @@ class TurnRunner:
         else:
             session_id = ids.new_id("sess")
         balance = await self._workspaces.balance(principal.workspace_id)
-        if balance is not None and balance <= 0:
-            raise InsufficientBalance(
-                "the workspace's token balance is used up; ask its operator to add tokens"
-            )
         limits = None
-        if principal.rate.limited:
-            limits = await self._limiter.admit(principal.key_id, principal.rate)
+        try:
+            if balance is not None and balance <= 0:
+                raise InsufficientBalance(
+                    "the workspace's token balance is used up; ask its operator to add tokens"
+                )
+            if principal.rate.limited:
+                limits = await self._limiter.admit(principal.key_id, principal.rate)
+        except (InsufficientBalance, RateLimited) as refused:
+            count_refusals(refused)
+            raise
         blocked = blocked_term(agent.guardrails, _user_text(request))
         backend_name = backend.name(agent)
         redactor = redactor_for(agent.guardrails)
@@ -191,103 +205,116 @@ class TurnRunner:
         task = asyncio.current_task()
         assert task is not None
         self._running.setdefault(session_id, set()).add(task)
+        turn_started = TurnStarted(
+            session_id, published.agent.id, published.version, backend_name, limits
+        )
+        meter = TurnMeter(started, turn_started)
+        ended: BaseException | None = None
         try:
-            yield TurnStarted(
-                session_id, published.agent.id, published.version, backend_name, limits
-            )
-            if blocked is not None:
-                finish_reason = "content_filter"
-                refusal = agent.guardrails.refusal_reply or DEFAULT_REFUSAL_REPLY
-                parts.append(refusal)
-                first_token_at = time.perf_counter()
-                yield ContentDelta(refusal)
-            else:
-                passages = await self._rank(published.agent.id, agent, request.messages)
-                # The builtin responder reads no prompt: it is given only the instructions.
-                grounding = () if backend is self._builtin else passages
-                system = prompts.system_message(agent, grounding)
-                prompt = [{"role": "system", "content": system}] if system else []
-                prompt += history
-                prompt += [{"role": r, "content": c} for r, c in request.messages]
-                steps = self._steps(
-                    agent, backend, prompt, passages, response_format, exchange, usage, redactor
+            try:
+                yield turn_started
+                if blocked is not None:
+                    finish_reason = "content_filter"
+                    refusal = agent.guardrails.refusal_reply or DEFAULT_REFUSAL_REPLY
+                    parts.append(refusal)
+                    first_token_at = time.perf_counter()
+                    meter.first_token(first_token_at)
+                    yield ContentDelta(refusal)
+                else:
+                    passages = await self._rank(published.agent.id, agent, request.messages)
+                    # The builtin responder reads no prompt: it is given only the instructions.
+                    grounding = () if backend is self._builtin else passages
+                    system = prompts.system_message(agent, grounding)
+                    prompt = [{"role": "system", "content": system}] if system else []
+                    prompt += history
+                    prompt += [{"role": r, "content": c} for r, c in request.messages]
+                    steps = self._steps(
+                        agent, backend, prompt, passages, response_format, exchange, usage, redactor
+                    )
+                    try:
+                        async for event in steps:
+                            if isinstance(event, ContentDelta):
+                                if first_token_at is None:
+                                    first_token_at = time.perf_counter()
+                                    meter.first_token(first_token_at)
+                                parts.append(event.text)
+                            elif isinstance(event, Finished):
+                                finish_reason = "length" if event.reason == "length" else "stop"
+                                continue
+                            yield event
+                    finally:
+                        await steps.aclose()
+                tail = redactor.finish()
+                if tail:
+                    parts.append(tail)
+                    meter.first_token(time.perf_counter())
+                    yield ContentDelta(tail)
+                complete = True
+            except asyncio.CancelledError:
+                if task not in self._cancelled:
+                    raise
+                # Cancelled through the cancel RPC: the turn ends as an error of its own.
+                self._cancelled.discard(task)
+                task.uncancel()
+                raise TurnCancelled("the turn was cancelled") from None
+            finally:
+                self._running[session_id].discard(task)
+                if not self._running[session_id]:
+                    del self._running[session_id]
+                # The whole turn is written once it ends, whether it completed, was cancelled or
+                # failed: the incoming messages always, the reply unless nothing of it was made.
+                # Shielded, so that a cancelled turn is still written.
+                if not complete:
+                    pending = redactor.finish()
+                    if pending:
+                        parts.append(pending)
+                reply_text = "".join(parts)
+                reply, usage_row = None, None
+                if complete or reply_text:
+                    reply, usage_row = self._reply_records(
+                        principal,
+                        session_id,
+                        published,
+                        backend_name,
+                        reply_text,
+                        complete=complete,
+                        prompt=prompt or [{"role": r, "content": c} for r, c in request.messages],
+                        usage=usage,
+                        passages=passages,
+                        started=started,
+                        first_token_at=first_token_at,
+                    )
+                spent = reply.prompt_tokens + reply.completion_tokens if reply is not None else 0
+                stored = await asyncio.shield(
+                    self._store.sessions.record_turn(
+                        principal.workspace_id,
+                        agent_id=published.agent.id,
+                        session_id=session_id,
+                        new_session=request.session_id is None,
+                        labels=request.labels,
+                        messages=request.messages,
+                        exchange=exchange,
+                        reply=reply,
+                        usage=usage_row,
+                        debit=spent if balance is not None else 0,
+                    )
                 )
-                try:
-                    async for event in steps:
-                        if isinstance(event, ContentDelta):
-                            if first_token_at is None:
-                                first_token_at = time.perf_counter()
-                            parts.append(event.text)
-                        elif isinstance(event, Finished):
-                            finish_reason = "length" if event.reason == "length" else "stop"
-                            continue
-                        yield event
-                finally:
-                    await steps.aclose()
-            tail = redactor.finish()
-            if tail:
-                parts.append(tail)
-                yield ContentDelta(tail)
-            complete = True
-        except asyncio.CancelledError:
-            if task not in self._cancelled:
-                raise
-            # Cancelled through the cancel RPC: the turn ends as an error of its own.
-            self._cancelled.discard(task)
-            task.uncancel()
-            raise TurnCancelled("the turn was cancelled") from None
+                if spent and principal.rate.tokens_per_minute:
+                    # Counted beside the reply rather than before it: the key's next request sees
+                    # the tokens, and this one does not wait a round trip to Redis for them.
+                    spending = asyncio.ensure_future(
+                        self._limiter.spend(principal.key_id, principal.rate, spent)
+                    )
+                    self._spending.add(spending)
+                    spending.add_done_callback(self._spending.discard)
+            assert reply is not None
+            meter.outcome = "complete"
+            yield TurnDone(stored, reply, list(agent.quick_replies), finish_reason)
+        except BaseException as error:
+            ended = error
+            raise
         finally:
-            self._running[session_id].discard(task)
-            if not self._running[session_id]:
-                del self._running[session_id]
-            # The whole turn is written once it ends, whether it completed, was cancelled or
-            # failed: the incoming messages always, the reply unless nothing of it was made.
-            # Shielded, so that a cancelled turn is still written.
-            if not complete:
-                pending = redactor.finish()
-                if pending:
-                    parts.append(pending)
-            reply_text = "".join(parts)
-            reply, usage_row = None, None
-            if complete or reply_text:
-                reply, usage_row = self._reply_records(
-                    principal,
-                    session_id,
-                    published,
-                    backend_name,
-                    reply_text,
-                    complete=complete,
-                    prompt=prompt or [{"role": r, "content": c} for r, c in request.messages],
-                    usage=usage,
-                    passages=passages,
-                    started=started,
-                    first_token_at=first_token_at,
-                )
-            spent = reply.prompt_tokens + reply.completion_tokens if reply is not None else 0
-            stored = await asyncio.shield(
-                self._store.sessions.record_turn(
-                    principal.workspace_id,
-                    agent_id=published.agent.id,
-                    session_id=session_id,
-                    new_session=request.session_id is None,
-                    labels=request.labels,
-                    messages=request.messages,
-                    exchange=exchange,
-                    reply=reply,
-                    usage=usage_row,
-                    debit=spent if balance is not None else 0,
-                )
-            )
-            if spent and principal.rate.tokens_per_minute:
-                # Counted beside the reply rather than before it: the key's next request sees
-                # the tokens, and this one does not wait a round trip to Redis for them.
-                spending = asyncio.ensure_future(
-                    self._limiter.spend(principal.key_id, principal.rate, spent)
-                )
-                self._spending.add(spending)
-                spending.add_done_callback(self._spending.discard)
-        assert reply is not None
-        yield TurnDone(stored, reply, list(agent.quick_replies), finish_reason)
+            meter.end(ended)
 
     async def _steps(
         self,

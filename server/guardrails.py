@@ -37,7 +37,7 @@ def _card_marker(text: str) -> str | None:
     return "[redacted card]" if 13 <= len(digits) <= 19 and _luhn(digits) else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Rule:
     pattern: regex.Pattern[str]
     # The replacement of a match, or None to keep it (a digit run that fails the Luhn check).

@@ -17,7 +17,7 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Language:
     """How one language's text becomes terms: the words that carry no meaning for ranking
     (dropped, so that "what is the ..." does not match every passage) and a Snowball stemmer

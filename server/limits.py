@@ -26,7 +26,7 @@ _REDIS_KEY_SECONDS = 120
 _WARN_EVERY_SECONDS = 30.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rate:
     """A key's limits; 0 means no limit on that count."""
 
@@ -39,7 +39,7 @@ class Rate:
         return bool(self.requests_per_minute or self.tokens_per_minute)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LimitState:
     """What a limited key has left, for OpenAI's `x-ratelimit-*` response headers."""
 

@@ -31,7 +31,7 @@ from server.errors import (
     UpstreamRateLimited,
     UpstreamTimeout,
 )
-from server.turn_events import ContentDelta, TurnDone, TurnStarted
+from server.turn_events import TurnDone, TurnStarted
 
 access_log = logging.getLogger("switchboard.access")
 
@@ -301,62 +301,88 @@ def traced(name: str) -> Callable[[Callable[..., Awaitable[_T]]], Callable[..., 
     return decorate
 
 
-def observed_turn(
-    run: Callable[..., AsyncGenerator[Any, None]],
-) -> Callable[..., AsyncGenerator[Any, None]]:
-    """Times a turn (`TurnRunner.run`) by backend kind and outcome, and its first token,
-    inside a span; names its agent and session in the log context; counts the turns a rate
-    limit or a spent balance refused."""
+class TurnMeter:
+    """Times one turn (from `began`, a `time.perf_counter()`) by backend kind and outcome, and
+    its first token; names its agent and session in the log context. Made once the turn has
+    begun (`TurnStarted`); a turn refused before that is no turn."""
 
-    @functools.wraps(run)
-    async def observed(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
-        began = time.perf_counter()
-        backend: str | None = None
-        outcome = "failed"
-        first_token = False
-        with tracing.span("turn") as span:
-            try:
-                events = run(*args, **kwargs)
-                try:
-                    async for event in events:
-                        if isinstance(event, TurnStarted):
-                            backend = event.backend.split(":", 1)[0]
-                            context.bind(agent=event.agent_id, session=event.session_id)
-                            tracing.set_attributes(
-                                span,
-                                **{
-                                    "switchboard.agent": event.agent_id,
-                                    "switchboard.session": event.session_id,
-                                    "switchboard.backend": event.backend,
-                                },
-                            )
-                        elif isinstance(event, ContentDelta) and not first_token:
-                            first_token = True
-                            metrics().first_token_seconds.labels(backend or "unknown").observe(
-                                time.perf_counter() - began
-                            )
-                        elif isinstance(event, TurnDone):
-                            outcome = "complete"
-                        yield event
-                finally:
-                    await events.aclose()
-            except (GeneratorExit, asyncio.CancelledError, TurnCancelled):
-                outcome = "cancelled"
-                raise
-            except InsufficientBalance:
-                count_refusal(REFUSAL_BALANCE)
-                raise
-            except RateLimited:
-                count_refusal(REFUSAL_RATE_LIMIT)
-                raise
-            finally:
-                if backend is not None:
-                    # A turn refused before it began (bad input, no such agent) is no turn.
-                    seconds = time.perf_counter() - began
-                    metrics().turn_seconds.labels(backend, outcome).observe(seconds)
-                    tracing.set_attributes(span, **{"switchboard.outcome": outcome})
+    __slots__ = ("_backend", "_began", "_first_token", "outcome")
 
-    return observed
+    def __init__(self, began: float, started: TurnStarted) -> None:
+        self._began = began
+        self._backend = started.backend.split(":", 1)[0]
+        self._first_token = False
+        # Until `complete()` or `cancelled()` says otherwise.
+        self.outcome = "failed"
+        context.bind(agent=started.agent_id, session=started.session_id)
+
+    def first_token(self, at: float) -> None:
+        """The reply's first content came at `at`."""
+        if not self._first_token:
+            self._first_token = True
+            metrics().first_token_seconds.labels(self._backend).observe(at - self._began)
+
+    def end(self, error: BaseException | None) -> None:
+        """The turn ended, with `error` or as `outcome` says."""
+        if error is not None:
+            self.outcome = turn_outcome(error, done=False)
+        seconds = time.perf_counter() - self._began
+        metrics().turn_seconds.labels(self._backend, self.outcome).observe(seconds)
+
+
+def turn_outcome(error: BaseException | None, *, done: bool) -> str:
+    """How a turn ended: `complete` once done, `cancelled` when stopped, else `failed`."""
+    if isinstance(error, (GeneratorExit, asyncio.CancelledError, TurnCancelled)):
+        return "cancelled"
+    if error is None and done:
+        return "complete"
+    return "failed"
+
+
+def count_refusals(error: BaseException) -> None:
+    """Counts a turn that a spent balance or a rate limit refused."""
+    if isinstance(error, InsufficientBalance):
+        count_refusal(REFUSAL_BALANCE)
+    elif isinstance(error, RateLimited):
+        count_refusal(REFUSAL_RATE_LIMIT)
+
+
+def traced_turn(events: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+    """A turn's events inside a span naming its agent, session, backend and outcome, when
+    tracing is on; else the events themselves, with no generator around them."""
+    if not tracing.enabled():
+        return events
+    return _traced_turn(events)
+
+
+async def _traced_turn(events: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+    began = done = False
+    error: BaseException | None = None
+    with tracing.span("turn") as span:
+        try:
+            async for event in events:
+                if isinstance(event, TurnStarted):
+                    began = True
+                    tracing.set_attributes(
+                        span,
+                        **{
+                            "switchboard.agent": event.agent_id,
+                            "switchboard.session": event.session_id,
+                            "switchboard.backend": event.backend,
+                        },
+                    )
+                elif isinstance(event, TurnDone):
+                    done = True
+                yield event
+        except BaseException as failure:
+            error = failure
+            raise
+        finally:
+            await events.aclose()
+            if began:
+                # A turn refused before it began (bad input, no such agent) has no outcome.
+                outcome = turn_outcome(error, done=done)
+                tracing.set_attributes(span, **{"switchboard.outcome": outcome})
 
 
 def counted_tokens(

@@ -11,7 +11,7 @@ from server.limits import LimitState
 from server.store.sessions import MessageRecord
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TurnStarted:
     """The turn was admitted: its session, and the agent version and backend that answer."""
 
@@ -23,28 +23,28 @@ class TurnStarted:
     limits: LimitState | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ContentDelta:
     """The next piece of the reply, through the output rails."""
 
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolCallStarted:
     """A tool call the model asked for, about to run."""
 
     call: ToolCall
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolCallFinished:
     """What a tool call answered, fed to the model in the next step."""
 
     result: ToolResult
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TurnDone:
     """The end of a turn: its messages as stored, quick replies and finish reason."""
 

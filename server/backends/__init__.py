@@ -12,7 +12,7 @@ from switchboard.v1 import agent_pb2
 from server.store.search import ScoredPassage
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolCall:
     """A call of one of the agent's tools, as the model asked for it."""
 
@@ -22,7 +22,7 @@ class ToolCall:
     arguments: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolResult:
     """What a tool call answered, fed back to the model as the tool's message."""
 
@@ -34,21 +34,21 @@ class ToolResult:
     outcome: str = "ok"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TextDelta:
     """The next piece of the reply's text."""
 
     text: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToolCallsRequested:
     """The tool calls the model asked for, to run before the next step."""
 
     calls: Sequence[ToolCall]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UsageReported:
     """The prompt and completion tokens the model reported for the step."""
 
@@ -56,7 +56,7 @@ class UsageReported:
     completion_tokens: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finished:
     """Why the model stopped, when it says: OpenAI's `finish_reason` (`stop`, `length`, …)."""
 
@@ -66,7 +66,7 @@ class Finished:
 BackendEvent = TextDelta | ToolCallsRequested | UsageReported | Finished
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TurnContext:
     """Everything a backend may read for one step of a turn."""
 

@@ -20,7 +20,7 @@ from server.store.search import PassageIndex
 from server.store.tables import Agent, AgentVersion, KnowledgeDocument, Message, Session, utcnow
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PublishedAgent:
     """The version chat serves: the agent row and the immutable config of its latest version."""
 

@@ -21,7 +21,7 @@ from server.store.search import PassageIndex, ScoredPassage
 from server.store.tables import KnowledgeDocument
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NewDocument:
     """A document to add: its `(heading, text)` passages, and where it came from."""
 

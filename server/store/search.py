@@ -42,7 +42,7 @@ RESCORED = 10
 ALL_TERMS = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScoredPassage:
     """A knowledge passage ranked against a question; `score` is normalised to 0..1."""
 
@@ -53,7 +53,7 @@ class ScoredPassage:
     score: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueryPlan:
     """`match`: a candidate holds one of these; `rank`: the index ranks candidates by these
     as well; `idf`: every known term of the question, for the final score."""
