@@ -12,6 +12,7 @@ does a publishable key without `allowed_origins`.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import grpc
@@ -106,11 +107,18 @@ class CorsMiddleware:
         self._other_routes = other_routes
         self._answers: dict[tuple[str, str], tuple[float, bool]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The app's own answer to a request without an origin, returned to be awaited by the
+        caller (no frame of this middleware stays around a long stream); else the browser
+        request's."""
         origin = _header(scope, b"origin") if scope["type"] == "http" else None
         if origin is None:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)  # type: ignore[no-any-return]
+        return self._browser_request(scope, receive, send, origin)
+
+    async def _browser_request(
+        self, scope: Scope, receive: Receive, send: Send, origin: bytes
+    ) -> None:
         requested = _header(scope, b"access-control-request-method")
         if scope["method"] == "OPTIONS" and requested is not None:
             await self._preflight(scope, send, origin, requested)

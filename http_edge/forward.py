@@ -18,6 +18,7 @@ from http_edge.responses import send_bytes, send_error
 from http_edge.streaming import (
     STREAM_HEADERS,
     GracePeriod,
+    Pings,
     follow_disconnect,
     shutting_down,
     unary_response,
@@ -78,7 +79,7 @@ async def forward_stream(
     call: Any,
     framing: StreamFraming,
     *,
-    ping_interval: float,
+    pings: Pings,
     grace: GracePeriod,
 ) -> None:
     """Writes each message of a server-streaming `call` as soon as it arrives, with pings while
@@ -87,16 +88,19 @@ async def forward_stream(
     shutdown grace period, cancels the call.
 
     The call is read in the request's own task: an open stream holds no task, queue or timer
-    of its own beyond its ping timer, since a server holds thousands of them."""
+    of its own, since a server holds thousands of them."""
     watch_call(scope, call)
-    stream = _OpenStream(send, call, framing, ping_interval)
+    stream = _OpenStream(send, call, framing)
     stop_following = follow_disconnect(scope, receive, stream.client_gone)
     grace.follow(stream)
+    pings.follow(stream)
     ending: bytes | None
     try:
         message = await call.read()
         while message is not grpc.aio.EOF:
             await stream.write(message)
+            # Not held while the next one is awaited.
+            del message
             message = await call.read()
         ending = framing.end()
     except grpc.aio.AioRpcError as exc:
@@ -110,6 +114,7 @@ async def forward_stream(
     finally:
         stop_following()
         grace.forget(stream)
+        pings.forget(stream)
         stream.close()
     if ending is not None:
         await stream.finish(ending)
@@ -121,34 +126,29 @@ _SHUT_DOWN = "server shutting down"
 
 class _OpenStream:
     """One response stream being forwarded: whether its head went out, why it was stopped,
-    and its keep-alive pings, each written once the stream has been quiet for a ping
-    interval (from a task of its own, which lives only as long as its write)."""
+    and its keep-alive pings (each written from a task of its own, which lives only as long
+    as its write)."""
 
     __slots__ = (
         "_call",
         "_framing",
-        "_interval",
         "_ping",
         "_send",
-        "_timer",
         "_written_at",
         "ended",
         "started",
         "stopped",
     )
 
-    def __init__(self, send: Send, call: Any, framing: StreamFraming, interval: float) -> None:
+    def __init__(self, send: Send, call: Any, framing: StreamFraming) -> None:
         self._send = send
         self._call = call
         self._framing = framing
-        self._interval = interval
         self.started = False
         self.ended = False
         self.stopped: str | None = None
         self._ping: asyncio.Task[None] | None = None
-        loop = asyncio.get_running_loop()
-        self._written_at = loop.time()
-        self._timer: asyncio.TimerHandle | None = loop.call_later(interval, self._ping_due)
+        self._written_at = asyncio.get_running_loop().time()
 
     def client_gone(self) -> None:
         """The client went away: the call is cancelled."""
@@ -191,28 +191,19 @@ class _OpenStream:
         await self._send({"type": "http.response.body", "body": ending, "more_body": False})
 
     def close(self) -> None:
-        """Stops the pings; the call is cancelled unless it ended."""
+        """No more pings; the call is cancelled unless it ended."""
         self.ended = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._call.cancel()
+
+    def ping_if_quiet(self, since: float) -> None:
+        """Writes a ping if nothing was written since `since`."""
+        if not self.ended and self._ping is None and self._written_at <= since:
+            self._ping = asyncio.ensure_future(self._write_ping())
 
     async def _start(self, headers: Headers) -> None:
         self.started = True
         headers = [self._framing.content_type, *STREAM_HEADERS, *headers]
         await self._send({"type": "http.response.start", "status": 200, "headers": headers})
-
-    def _ping_due(self) -> None:
-        self._timer = None
-        if self.ended:
-            return
-        loop = asyncio.get_running_loop()
-        quiet = loop.time() - self._written_at
-        if quiet < self._interval:
-            self._timer = loop.call_later(self._interval - quiet, self._ping_due)
-        elif self._ping is None:
-            self._ping = asyncio.ensure_future(self._write_ping())
 
     async def _write_ping(self) -> None:
         # Writes wait their turn on a paused connection in the order they began, so a ping
@@ -227,5 +218,3 @@ class _OpenStream:
                 await self._send({"type": "http.response.body", "body": ping, "more_body": True})
         finally:
             self._ping = None
-        if not self.ended:
-            self._timer = asyncio.get_running_loop().call_later(self._interval, self._ping_due)

@@ -25,7 +25,7 @@ from http_edge.forward import Headers, forward_stream, forward_unary
 from http_edge.marshal import check_text, decode_json, encode_json
 from http_edge.requests import ClientDisconnected, headers_of, read_body
 from http_edge.responses import send_error
-from http_edge.streaming import SSE_CONTENT_TYPE, SSE_PING, GracePeriod, sse_event
+from http_edge.streaming import SSE_CONTENT_TYPE, SSE_PING, GracePeriod, Pings, sse_event
 from http_edge.transcoder import method_not_allowed
 from http_edge.types import Message, Receive, Scope, Send
 
@@ -216,7 +216,7 @@ class ChatCompletions:
     ) -> None:
         self._core = core
         self._max_body_bytes = max_body_bytes
-        self._ping_interval = ping_interval
+        self._pings = Pings(ping_interval)
         self._grace = grace or GracePeriod()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -249,7 +249,7 @@ class ChatCompletions:
                 send,
                 call,
                 ChunkEvents(),
-                ping_interval=self._ping_interval,
+                pings=self._pings,
                 grace=self._grace,
             )
         else:

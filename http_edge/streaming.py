@@ -57,6 +57,42 @@ class Stoppable(Protocol):
         ...
 
 
+class Quiet(Protocol):
+    """An open stream that may need a keep-alive ping."""
+
+    def ping_if_quiet(self, since: float) -> None:
+        """Writes a ping if nothing was written since `since` (an event loop time)."""
+        ...
+
+
+class Pings:
+    """Keep-alive pings for the open streams of a route: one timer sweeps them all, every
+    quarter interval, and pings each that has been quiet for an interval, rather than a
+    timer per stream."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._streams: set[Quiet] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def follow(self, stream: Quiet) -> None:
+        """Pings `stream` whenever it has been quiet for an interval, until `forget`."""
+        self._streams.add(stream)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval / 4, self._sweep)
+
+    def forget(self, stream: Quiet) -> None:
+        """Stops pinging a stream that has ended."""
+        self._streams.discard(stream)
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        since = loop.time() - self.interval
+        for stream in self._streams:
+            stream.ping_if_quiet(since)
+        self._timer = loop.call_later(self.interval / 4, self._sweep) if self._streams else None
+
+
 class GracePeriod:
     """The time open streams are given once the server begins to shut down; `end()` stops
     each stream that `follow` was given."""

@@ -18,6 +18,7 @@ from http_edge.streaming import (
     SSE_CONTENT_TYPE,
     SSE_PING,
     GracePeriod,
+    Pings,
     sse_event,
     wants_sse,
 )
@@ -54,7 +55,7 @@ class Transcoder:
         self._table = table
         self._core = core
         self._max_body_bytes = max_body_bytes
-        self._ping_interval = ping_interval
+        self._pings = Pings(ping_interval)
         self._grace = grace or GracePeriod()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -119,7 +120,7 @@ class Transcoder:
             send,
             call,
             framing,
-            ping_interval=self._ping_interval,
+            pings=self._pings,
             grace=self._grace,
         )
 
