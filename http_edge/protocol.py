@@ -268,6 +268,7 @@ class EdgeProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_app",
+        "_between",
         "_current",
         "_drained",
         "_exchange",
@@ -308,8 +309,10 @@ class EdgeProtocol(asyncio.Protocol):
         self._state = server_state
         self._timeout_keep_alive = config.timeout_keep_alive
         self._transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.parser = httptools.HttpRequestParser(self)
-        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        # Made when bytes arrive, and dropped between requests: a parser and the callbacks it
+        # binds cost about a kilobyte, which a connection holding a stream has no use for.
+        self.parser: httptools.HttpRequestParser | None = None
+        self._between = True
         self._idle: asyncio.TimerHandle | None = None
         self._read_paused = False
         self._write_paused = False
@@ -353,7 +356,7 @@ class EdgeProtocol(asyncio.Protocol):
         self._cancel_idle()
         if exc is None:
             self._transport.close()
-        self.parser = None  # type: ignore[assignment]
+        self.parser = None
         pending, self._pending = self._pending or [], None
         for exchange in (self._current, *pending):
             if exchange is not None:
@@ -365,8 +368,12 @@ class EdgeProtocol(asyncio.Protocol):
             return
         self._cancel_idle()
         self._head_began = False
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = httptools.HttpRequestParser(self)
+            parser.set_dangerous_leniencies(lenient_data_after_close=True)
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             # No protocol to upgrade to: the request is answered as it is.
             pass
@@ -377,7 +384,10 @@ class EdgeProtocol(asyncio.Protocol):
                 log.warning("Invalid HTTP request received.")
                 self._bad_request()
             return
-        if self._in_head and not self._head_began:
+        if self._between:
+            # No request is part-way through the parser: the next one gets a new parser.
+            self.parser = None
+        elif self._in_head and not self._head_began:
             self._head_read += len(data)
             if self._head_read > self.max_head_bytes:
                 self._refuse()
@@ -411,6 +421,7 @@ class EdgeProtocol(asyncio.Protocol):
         """A new request: its head is counted from here."""
         self._url = b""
         self._headers = []
+        self._between = False
         self._in_head = self._head_began = True
         self._head_size = self._head_read = 0
 
@@ -429,6 +440,7 @@ class EdgeProtocol(asyncio.Protocol):
         being written, its app starts."""
         self._in_head = False
         parser = self.parser
+        assert parser is not None
         method = parser.get_method().decode("ascii")
         version = parser.get_http_version()
         url = httptools.parse_url(self._url)
@@ -478,6 +490,7 @@ class EdgeProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         """The request's body is all in."""
+        self._between = True
         exchange = self._exchange
         if exchange is None or exchange.complete:
             return
