@@ -105,9 +105,13 @@ class _Exchange:
         self.chunked = False
         self.length_left = 0
 
-    def follow_disconnect(self, callback: Callable[[], None] | None) -> None:
-        """Calls `callback()` once the connection is lost; None stops following it."""
+    def follow(self, callback: Callable[[], None]) -> None:
+        """Calls `callback()` once the connection is lost (`ON_DISCONNECT`)."""
         self.on_disconnect = callback
+
+    def unfollow(self) -> None:
+        """Forgets the callback given to `follow`."""
+        self.on_disconnect = None
 
     def lost(self) -> None:
         """The connection is gone: `receive` answers `http.disconnect`, writes stop."""
@@ -465,7 +469,7 @@ class EdgeProtocol(asyncio.Protocol):
             "raw_path": raw_path,
             "query_string": url.query or b"",
             "headers": headers,
-            ON_DISCONNECT: exchange.follow_disconnect,
+            ON_DISCONNECT: exchange,
         }
         self._exchange = exchange
         current = self._current

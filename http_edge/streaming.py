@@ -9,7 +9,6 @@ still open has its call cancelled and ends with a `server is shutting down` erro
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -43,9 +42,9 @@ def shutting_down() -> ApiError:
     )
 
 
-# The scope key under which the edge's server offers to follow the client's connection:
-# `scope[ON_DISCONNECT](callback)` has `callback()` called once the connection is lost, and
-# `scope[ON_DISCONNECT](None)` stops following it. No task waits on `receive` for that.
+# The scope key under which the edge's server offers to follow the client's connection: an
+# object with `follow(callback)`, which has `callback()` called once the connection is lost,
+# and `unfollow()`. No task waits on `receive` for that.
 ON_DISCONNECT = "switchboard.on_disconnect"
 
 
@@ -126,10 +125,10 @@ def follow_disconnect(
     """Has `on_disconnect()` called once if the client goes away; answers the function that
     stops following. The edge's server tells of a lost connection itself (`ON_DISCONNECT`);
     under another ASGI server a task reads `receive` for `http.disconnect`."""
-    hook = scope.get(ON_DISCONNECT)
-    if hook is not None:
-        hook(on_disconnect)
-        return functools.partial(hook, None)
+    notice = scope.get(ON_DISCONNECT)
+    if notice is not None:
+        notice.follow(on_disconnect)
+        return notice.unfollow  # type: ignore[no-any-return]
     return DisconnectWatcher(receive, on_disconnect).stop
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -47,6 +47,9 @@ class Access:
     scopes: frozenset[str]
     publishable: bool = False
 
+
+# Key ids whose principals are kept; past this, the kept ones are dropped and made again.
+_MAX_PRINCIPALS = 10_000
 
 _CHAT = Access(frozenset({"chat:write"}), publishable=True)
 _AGENTS_READ = Access(frozenset({"agents:read"}))
@@ -195,6 +198,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         on_unexpected: Callable[[BaseException, str | None], None],
     ) -> None:
         self._keys = keys
+        # The principal of each key, with the key record it was made from.
+        self._principals: dict[str, tuple[Any, Principal]] = {}
         self._on_unexpected = on_unexpected
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -302,15 +307,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         key = await self._keys.find(token) if token else None
         if key is None:
             raise Unauthenticated("invalid or revoked API key", reason="API_KEY_INVALID")
-        granted = frozenset(key.scopes)
-        browser_origin: str | None = None
+        principal = self._principal_of(key)
         if key.kind == "publishable":
             if not access.publishable:
                 raise PermissionDenied(
                     f"a publishable key cannot call {name}; it may only chat with its agents",
                     reason="PUBLISHABLE_KEY_NOT_ALLOWED",
                 )
-        elif not granted & access.scopes:
+        elif not principal.scopes & access.scopes:
             needed = " or ".join(sorted(access.scopes)) or "(none: no key may call it)"
             raise PermissionDenied(
                 f"the key lacks the scope {needed} needed by {name}",
@@ -325,16 +329,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     reason="ORIGIN_NOT_ALLOWED",
                 )
             if key.kind == "publishable":
-                browser_origin = origin
-        return Principal(
+                return replace(principal, browser_origin=origin)
+        return principal
+
+    def _principal_of(self, key: Any) -> Principal:
+        """The principal of a key, made once per key record that the store hands out (its
+        cache gives the same record until it reads the key again)."""
+        cached = self._principals.get(key.id)
+        if cached is not None and cached[0] is key:
+            return cached[1]
+        principal = Principal(
             workspace_id=key.workspace_id,
             key_id=key.id,
             kind=key.kind,
-            scopes=granted,
+            scopes=frozenset(key.scopes),
             allowed_agents=frozenset(key.allowed_agents),
-            browser_origin=browser_origin,
             rate=Rate(key.requests_per_minute or 0, key.tokens_per_minute or 0),
         )
+        if len(self._principals) > _MAX_PRINCIPALS:
+            self._principals.clear()
+        self._principals[key.id] = (key, principal)
+        return principal
 
 
 class _GrantingContext:
