@@ -3,18 +3,19 @@ handle the store's repositories share."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from server.store.batching import WriteBatcher
@@ -92,11 +93,77 @@ def sync_url(database_url: str) -> str:
 
 
 def migrate(database_url: str) -> None:
-    """Bring the schema to the newest migration. Safe to run on every start."""
+    """Bring the schema to the newest migration. Safe to run on every start: a schema already
+    there is recognised without loading Alembic."""
+    if _schema_current(database_url):
+        return
+    # Alembic (with Mako) is loaded only to migrate, not by every process that opens the store.
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     config.set_main_option("sqlalchemy.url", sync_url(database_url).replace("%", "%%"))
     command.upgrade(config, "head")
+
+
+def _schema_current(database_url: str) -> bool:
+    """Whether Alembic's version table names exactly the heads of the migration scripts. A
+    database that cannot be reached raises, as Alembic would."""
+    heads = _script_heads()
+    path = sqlite_file(database_url)
+    if heads is None or (is_sqlite(database_url) and (path is None or not path.exists())):
+        return False
+    engine = create_sync_engine(sync_url(database_url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            try:
+                rows = connection.execute(text("SELECT version_num FROM alembic_version"))
+                versions = set(rows.scalars())
+            except DBAPIError:
+                return False
+    finally:
+        engine.dispose()
+    return versions == heads
+
+
+@functools.cache
+def _script_heads() -> frozenset[str] | None:
+    """The revisions that no migration script revises, as `upgrade head` reaches them; None if
+    a script does not declare its revisions as literals."""
+    revisions: set[str] = set()
+    revised: set[str] = set()
+    for script in (_MIGRATIONS / "versions").glob("*.py"):
+        declared = _declared_revisions(script)
+        if declared is None:
+            return None
+        revisions.add(declared[0])
+        revised.update(declared[1])
+    return frozenset(revisions - revised) or None
+
+
+def _declared_revisions(script: Path) -> tuple[str, tuple[str, ...]] | None:
+    """A migration script's `revision` and the revisions its `down_revision` names."""
+    declared: dict[str, object] = {}
+    try:
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                declared[target.id] = ast.literal_eval(value)
+    except (OSError, SyntaxError, ValueError, TypeError):
+        return None
+    revision, down = declared.get("revision"), declared.get("down_revision")
+    downs = (down,) if isinstance(down, str) else () if down is None else down
+    if not isinstance(revision, str) or not isinstance(downs, tuple | list):
+        return None
+    if not all(isinstance(d, str) for d in downs):
+        return None
+    return revision, tuple(downs)
 
 
 def create_engine(database_url: str) -> AsyncEngine:

@@ -4,14 +4,16 @@ keys and workspace isolation."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from server import ids
 from server.errors import AgentNotFound, AgentNotPublished, AlreadyExists, SessionNotFound
 from server.knowledge import search_terms, split_passages
 from server.store import Store
+from server.store.database import _MIGRATIONS, _script_heads, migrate, sync_url
 from server.store.sessions import MessageRecord
 from server.store.tables import utcnow
 
@@ -89,9 +91,30 @@ async def test_schema_is_migrated(store: Store):
 def _head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    from server.store.database import _MIGRATIONS
-
     return str(ScriptDirectory(str(_MIGRATIONS)).get_current_head())
+
+
+def test_migrate_upgrades_a_database_at_an_older_revision(tmp_path: Path):
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", sync_url(url))
+    command.upgrade(config, "0004")
+    migrate(url)
+    engine = create_engine(sync_url(url))
+    with engine.connect() as connection:
+        version = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    engine.dispose()
+    assert version == _head_revision()
+
+
+def test_a_current_schema_is_recognised_by_the_heads_alembic_reads():
+    from alembic.script import ScriptDirectory
+
+    assert _script_heads() == set(ScriptDirectory(str(_MIGRATIONS)).get_heads())
 
 
 async def test_publish_snapshots_the_draft(store: Store, workspace: str):
