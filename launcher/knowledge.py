@@ -9,23 +9,24 @@ skipped, a changed one replaces that document. Documents go in batches through
 
 from __future__ import annotations
 
+import functools
 import html
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import grpc
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from switchboard.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
 
 from launcher import settings as defaults
 from server.knowledge import content_hash
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 knowledge_app = typer.Typer(
     help="Load files into an agent's knowledge; list and remove its documents.",
@@ -55,7 +56,15 @@ _OUTCOMES = {
     agent_service_pb2.KNOWLEDGE_DOCUMENT_OUTCOME_REPLACED: "replaced",
     agent_service_pb2.KNOWLEDGE_DOCUMENT_OUTCOME_UNCHANGED: "unchanged",
 }
-_console = Console(stderr=True)
+
+
+# rich is imported by the commands that print with it, so that `serve` never loads it.
+@functools.cache
+def _stderr() -> Console:
+    """The console of progress, removals and errors: stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 class UnreadableFile(Exception):
@@ -200,7 +209,7 @@ def _stub(server: str) -> tuple[grpc.Channel, agent_service_pb2_grpc.AgentServic
 
 def _metadata(api_key: str) -> tuple[tuple[str, str], ...]:
     if not api_key:
-        _console.print("[red]no API key: pass --api-key or set SWITCHBOARD_API_KEY[/red]")
+        _stderr().print("[red]no API key: pass --api-key or set SWITCHBOARD_API_KEY[/red]")
         raise typer.Exit(2)
     return (("authorization", f"Bearer {api_key}"),)
 
@@ -218,7 +227,7 @@ def _details(error: grpc.RpcError) -> str:
 
 
 def _fail(error: grpc.RpcError) -> typer.Exit:
-    _console.print(f"[red]{_code(error).name}: {_details(error)}[/red]")
+    _stderr().print(f"[red]{_code(error).name}: {_details(error)}[/red]")
     return typer.Exit(1)
 
 
@@ -310,6 +319,8 @@ def add(
 ) -> None:
     """Load markdown, text, HTML and PDF files (and folders of them) into an agent's
     knowledge: unchanged files are skipped, changed ones replace their document."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     metadata = _metadata(api_key)
     files = list(find_files(paths))
     summary = Summary()
@@ -327,7 +338,7 @@ def add(
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 TextColumn("{task.fields[current]}"),
-                console=_console,
+                console=_stderr(),
             ) as progress:
                 task = progress.add_task("Loading", total=len(files), current="")
                 for found in files:
@@ -353,6 +364,8 @@ def add(
 
 
 def _print_summary(summary: Summary, files: int, elapsed: float) -> None:
+    from rich.console import Console
+
     sent = summary.added + summary.replaced
     Console(soft_wrap=True).print(
         f"{summary.added} added, {summary.replaced} replaced, {summary.unchanged} unchanged, "
@@ -361,7 +374,7 @@ def _print_summary(summary: Summary, files: int, elapsed: float) -> None:
         highlight=False,
     )
     for source, reason in summary.failed:
-        _console.print(f"[red]failed[/red] {source}: {reason}", highlight=False, soft_wrap=True)
+        _stderr().print(f"[red]failed[/red] {source}: {reason}", highlight=False, soft_wrap=True)
 
 
 @knowledge_app.command("list")
@@ -371,6 +384,9 @@ def list_documents(
     api_key: ApiKey = "",
 ) -> None:
     """List an agent's documents with their passage counts."""
+    from rich.console import Console
+    from rich.table import Table
+
     metadata = _metadata(api_key)
     channel, stub = _stub(server)
     with channel:
@@ -413,10 +429,10 @@ def remove(
                         agent_service_pb2.DeleteKnowledgeDocumentRequest(name=document.name),
                         metadata=metadata,
                     )
-                    _console.print(f"removed {document.source or document.id}")
+                    _stderr().print(f"removed {document.source or document.id}")
         except grpc.RpcError as error:
             raise _fail(error) from None
     for name in missing:
-        _console.print(f"[red]no document {name!r}[/red]")
+        _stderr().print(f"[red]no document {name!r}[/red]")
     if missing:
         raise typer.Exit(1)
