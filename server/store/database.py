@@ -95,7 +95,7 @@ def sync_url(database_url: str) -> str:
 def migrate(database_url: str) -> None:
     """Bring the schema to the newest migration. Safe to run on every start: a schema already
     there is recognised without loading Alembic."""
-    if _schema_current(database_url):
+    if schema_current(database_url):
         return
     # Alembic (with Mako) is loaded only to migrate, not by every process that opens the store.
     from alembic import command
@@ -107,9 +107,10 @@ def migrate(database_url: str) -> None:
     command.upgrade(config, "head")
 
 
-def _schema_current(database_url: str) -> bool:
-    """Whether Alembic's version table names exactly the heads of the migration scripts. A
-    database that cannot be reached raises, as Alembic would."""
+def schema_current(database_url: str) -> bool:
+    """Whether the schema is at the newest migration: Alembic's version table names exactly
+    the heads of the migration scripts. A database that cannot be reached raises, as
+    `migrate` would."""
     heads = _script_heads()
     path = sqlite_file(database_url)
     if heads is None or (is_sqlite(database_url) and (path is None or not path.exists())):
