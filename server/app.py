@@ -30,7 +30,7 @@ from switchboard.v1 import (
 )
 
 from server.auth import AuthInterceptor
-from server.backends.openai_compatible import shared_client
+from server.backends.openai_compatible import SharedClient
 from server.chat import TurnRunner, TurnSettings
 from server.idempotency import IdempotencyKeys
 from server.limits import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -89,7 +89,7 @@ class Core:
         self._health = health_aio.HealthServicer()
         self._health_updates: set[asyncio.Future[None]] = set()
         # One pooled HTTP client per process, for upstream models and webhook tools.
-        self._http = shared_client()
+        self._http = SharedClient()
         self._limiter: RateLimiter = (
             RedisRateLimiter(redis_url, on_health=self._rate_limits_health)
             if redis_url

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-import httpx
 from google.protobuf import json_format
 from switchboard.v1 import agent_pb2, completion_service_pb2
 
@@ -35,7 +34,7 @@ from server.backends import (
     UsageReported,
 )
 from server.backends.builtin import KnowledgeResponder
-from server.backends.openai_compatible import OpenAICompatibleBackend
+from server.backends.openai_compatible import OpenAICompatibleBackend, SharedClient
 from server.errors import (
     FailedPrecondition,
     InsufficientBalance,
@@ -119,7 +118,7 @@ class TurnRunner:
     def __init__(
         self,
         store: Store,
-        client: httpx.AsyncClient,
+        client: SharedClient,
         settings: TurnSettings | None = None,
         *,
         limiter: RateLimiter | None = None,

@@ -16,13 +16,15 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from switchboard.v1 import agent_pb2
 
 from server.backends import ToolCall, ToolResult
 from server.telemetry import observed_tool_call
+
+if TYPE_CHECKING:
+    from server.backends.openai_compatible import SharedClient
 
 DEFAULT_TIMEOUT_MS = 10_000
 # What a tool answers is fed to the model; a longer answer is cut here.
@@ -56,7 +58,7 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
 class WebhookTools:
     """Runs tool calls over the process's shared HTTP client."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: SharedClient) -> None:
         self._client = client
 
     async def run_all(self, agent: agent_pb2.Agent, calls: Sequence[ToolCall]) -> list[ToolResult]:
@@ -66,6 +68,8 @@ class WebhookTools:
     @observed_tool_call
     async def run(self, agent: agent_pb2.Agent, call: ToolCall) -> ToolResult:
         """Posts one call to its tool's webhook; any failure is an error result, not raised."""
+        import httpx
+
         tool = next((t for t in agent.tools if t.name == call.name), None)
         if tool is None:
             return ToolResult(
@@ -94,7 +98,7 @@ class WebhookTools:
             headers[SIGNATURE_HEADER] = sign(secret.encode(), timestamp, body)
         timeout = (tool.webhook.timeout_ms or DEFAULT_TIMEOUT_MS) / 1000
         try:
-            response = await self._client.post(
+            response = await self._client.get().post(
                 tool.webhook.url, content=body, headers=headers, timeout=timeout
             )
         except httpx.TimeoutException:

@@ -13,7 +13,8 @@ written on asyncio protocols with httptools parsing the replies: a general HTTP 
 several times more per call than the whole rest of a turn, and Switchboard must never be the
 bottleneck in front of a model. An upstream that the environment routes through a proxy
 (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, minus `NO_PROXY`) is reached through the process's
-shared `httpx.AsyncClient` instead, which also serves the webhook tools."""
+shared httpx client instead (`SharedClient`), which also serves the webhook tools: httpx is
+loaded when one of them first needs it, or to make the TLS context of an `https` upstream."""
 
 from __future__ import annotations
 
@@ -29,10 +30,9 @@ import urllib.request
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httptools
-import httpx
 from switchboard.v1 import agent_pb2
 
 from observability import tracing
@@ -47,6 +47,9 @@ from server.backends import (
 )
 from server.errors import UpstreamError, UpstreamRateLimited, UpstreamTimeout, clip
 from server.telemetry import observed_upstream_call
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_TIMEOUT_MS = 60_000
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -70,22 +73,38 @@ _JSON = json.JSONDecoder()
 _URL_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
-def shared_client() -> httpx.AsyncClient:
-    """The process's httpx client: webhook tools, and upstreams reached through a proxy."""
-    # One line per request would flood the log at INFO.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-        timeout=httpx.Timeout(DEFAULT_TIMEOUT_MS / 1000, connect=CONNECT_TIMEOUT_SECONDS),
-        follow_redirects=False,
-        event_hooks={"request": [tracing.inject_into_request]},
-    )
+class SharedClient:
+    """The process's httpx client for webhook tools and upstreams reached through a proxy,
+    made on first use: until then httpx, its TLS context and its pool are not loaded."""
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    def get(self) -> httpx.AsyncClient:
+        """The client, made by the first call."""
+        if self._client is None:
+            import httpx
+
+            # One line per request would flood the log at INFO.
+            logging.getLogger("httpx").setLevel(logging.WARNING)
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+                timeout=httpx.Timeout(DEFAULT_TIMEOUT_MS / 1000, connect=CONNECT_TIMEOUT_SECONDS),
+                follow_redirects=False,
+                event_hooks={"request": [tracing.inject_into_request]},
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Closes the client's connections, if it was made."""
+        if self._client is not None:
+            await self._client.aclose()
 
 
 class OpenAICompatibleBackend:
     """Streams replies from an upstream OpenAI-compatible chat completions API."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: SharedClient) -> None:
         self._client = client
         self._pool = UpstreamPool()
 
@@ -202,6 +221,9 @@ class OpenAICompatibleBackend:
         timeout_seconds: float,
         upstream: agent_pb2.OpenAICompatibleBackend,
     ) -> AsyncGenerator[BackendEvent, None]:
+        import httpx
+
+        client = self._client.get()
         headers = {"accept": "text/event-stream", "content-type": "application/json"}
         if key is not None:
             headers["authorization"] = f"Bearer {key}"
@@ -209,10 +231,10 @@ class OpenAICompatibleBackend:
         for attempt in range(ATTEMPTS):
             retry = attempt + 1 < ATTEMPTS
             try:
-                request = self._client.build_request(
+                request = client.build_request(
                     "POST", target.url, content=body, headers=headers, timeout=timeout
                 )
-                response = await self._client.send(request, stream=True)
+                response = await client.send(request, stream=True)
             except httpx.TimeoutException as error:
                 if isinstance(error, httpx.ConnectTimeout) and retry:
                     await asyncio.sleep(_BACKOFF_SECONDS[attempt])
@@ -507,6 +529,8 @@ def _proxied(scheme: str, host: str, port: int) -> bool:
 
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
+    import httpx
+
     return httpx.create_ssl_context()
 
 
