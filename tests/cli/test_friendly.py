@@ -6,6 +6,7 @@ the words of the door they came through."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -87,6 +88,18 @@ def test_serve_in_a_missing_folder_says_so(tmp_path: Path) -> None:
         )
     )
     assert "does not exist" in line
+
+
+def test_a_database_the_migrations_cannot_upgrade_is_one_line_and_status_2(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "elsewhere.db"
+    with sqlite3.connect(path) as database:
+        database.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        database.execute("INSERT INTO alembic_version VALUES ('not-ours')")
+    line = _one_line_failure(switchboard("agents", "list", "--database-url", f"sqlite:///{path}"))
+    assert "cannot open the database" in line
+    assert "not-ours" in line
 
 
 def _serve(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], int, int]:
