@@ -6,6 +6,9 @@ passage scored above the threshold, streamed as groups of words."""
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import math
 import re
 from collections.abc import AsyncGenerator
 
@@ -18,14 +21,63 @@ DEFAULT_FALLBACK_REPLY = (
     "something else?"
 )
 _WORDS_PER_DELTA = 4
+_PACING_SLACK_SECONDS = 0.001
 # A word with the whitespace after it, so that deltas concatenate to the exact reply.
 _WORD_WITH_SPACE = re.compile(r"\S+\s*|\s+")
 # The next delta: up to `_WORDS_PER_DELTA` of those.
 _GROUP = re.compile(rf"(?:\S+\s*|\s+){{1,{_WORDS_PER_DELTA}}}")
 
 
+class _Pacer:
+    """Wakes the paced replies of an event loop from one timer: a waiting reply holds a
+    future and a heap entry rather than a timer of its own (a timer, its handle and its
+    context cost several times more, and a server may hold thousands of paced replies)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # (when, order, future) of each wait, soonest first.
+        self._due: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+
+    def wait(self, delay: float) -> asyncio.Future[None]:
+        """A future done `delay` seconds from now."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A new event loop: what waited on another one is no longer awaited.
+            self._loop, self._due, self._timer, self._timer_at = loop, [], None, math.inf
+        when = loop.time() + delay
+        future = loop.create_future()
+        heapq.heappush(self._due, (when, next(self._order), future))
+        if when < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = loop.call_at(when, self._wake)
+            self._timer_at = when
+        return future
+
+    def _wake(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Waits due within a millisecond wake together, to fire the timer less often.
+        now = loop.time() + _PACING_SLACK_SECONDS
+        due = self._due
+        while due and due[0][0] <= now:
+            future = heapq.heappop(due)[2]
+            if not future.done():
+                future.set_result(None)
+        if due:
+            self._timer_at = due[0][0]
+            self._timer = loop.call_at(self._timer_at, self._wake)
+        else:
+            self._timer, self._timer_at = None, math.inf
+
+
 class KnowledgeResponder:
     """The builtin backend: the best passage or the fallback reply, in groups of words."""
+
+    def __init__(self) -> None:
+        self._pacer = _Pacer()
 
     def name(self, agent: agent_pb2.Agent) -> str:
         """`builtin`, whatever the agent."""
@@ -41,7 +93,7 @@ class KnowledgeResponder:
             group = _GROUP.match(text, position)
             assert group is not None
             if interval and position:
-                await asyncio.sleep(interval)
+                await self._pacer.wait(interval)
             position = group.end()
             yield TextDelta(group.group())
 
