@@ -196,7 +196,9 @@ class TurnRunner:
         passages: list[ScoredPassage] = []
         prompt: list[dict[str, Any]] = []
         exchange: list[MessageRecord] = []
-        parts: list[str] = []
+        # The reply so far, as one string rather than a list of its deltas: a turn may stream
+        # for minutes, and a server may hold thousands of them.
+        reply_text = ""
         usage = _Usage()
         finish_reason = "stop"
         first_token_at: float | None = None
@@ -215,7 +217,7 @@ class TurnRunner:
                 if blocked is not None:
                     finish_reason = "content_filter"
                     refusal = agent.guardrails.refusal_reply or DEFAULT_REFUSAL_REPLY
-                    parts.append(refusal)
+                    reply_text += refusal
                     first_token_at = time.perf_counter()
                     meter.first_token(first_token_at)
                     yield ContentDelta(refusal)
@@ -236,7 +238,7 @@ class TurnRunner:
                                 if first_token_at is None:
                                     first_token_at = time.perf_counter()
                                     meter.first_token(first_token_at)
-                                parts.append(event.text)
+                                reply_text += event.text
                             elif isinstance(event, Finished):
                                 finish_reason = "length" if event.reason == "length" else "stop"
                                 continue
@@ -245,7 +247,7 @@ class TurnRunner:
                         await steps.aclose()
                 tail = redactor.finish()
                 if tail:
-                    parts.append(tail)
+                    reply_text += tail
                     meter.first_token(time.perf_counter())
                     yield ContentDelta(tail)
                 complete = True
@@ -266,8 +268,7 @@ class TurnRunner:
                 if not complete:
                     pending = redactor.finish()
                     if pending:
-                        parts.append(pending)
-                reply_text = "".join(parts)
+                        reply_text += pending
                 reply, usage_row = None, None
                 if complete or reply_text:
                     reply, usage_row = self._reply_records(
@@ -341,12 +342,12 @@ class TurnRunner:
                 response_format=response_format,
             )
             calls: Sequence[ToolCall] = ()
-            step_text: list[str] = []
+            text = ""
             events = traced_step(backend, context)
             try:
                 async for event in events:
                     if isinstance(event, TextDelta):
-                        step_text.append(event.text)
+                        text += event.text
                         if response_format is None:
                             safe = redactor.feed(event.text)
                             if safe:
@@ -361,7 +362,6 @@ class TurnRunner:
                         yield event
             finally:
                 await events.aclose()
-            text = "".join(step_text)
             if not usage.reported:
                 usage.prompt += sum(prompts.estimate_tokens(m) for m in prompt)
                 usage.completion += count_tokens(text)
