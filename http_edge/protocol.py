@@ -49,6 +49,10 @@ _BAD_REQUEST = b"Invalid HTTP request received."
 _SERVER_ERROR = b"Internal Server Error"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
+_METHODS = {
+    name.encode(): name for name in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+}
+_VERSIONS = {version: version for version in ("1.1", "1.0")}
 
 
 def _status_line(status: int) -> bytes:
@@ -445,8 +449,11 @@ class EdgeProtocol(asyncio.Protocol):
         self._in_head = False
         parser = self.parser
         assert parser is not None
-        method = parser.get_method().decode("ascii")
+        raw_method = parser.get_method()
+        # The usual methods and versions as shared strings, not new ones for every request.
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         version = parser.get_http_version()
+        version = _VERSIONS.get(version, version)
         url = httptools.parse_url(self._url)
         raw_path = url.path
         path = raw_path.decode("ascii")

@@ -61,6 +61,8 @@ class Redactor:
     longest, then the rule listed first), so that how a reply is cut into chunks never changes
     what is redacted."""
 
+    __slots__ = ("_rules", "_sent", "_text")
+
     def __init__(self, rules: Sequence[_Rule]) -> None:
         self._rules = rules
         self._text = ""
@@ -171,8 +173,14 @@ class _Everything:
         return self._text[self._start :]
 
 
+_NO_RULES = Redactor(())
+
+
 def redactor_for(guardrails: agent_pb2.Guardrails) -> Redactor:
     """The output rails of an agent: its built-in redactions, then its own patterns."""
+    if not guardrails.redact and not guardrails.redact_patterns:
+        # Without rules a redactor keeps nothing: one serves every such turn.
+        return _NO_RULES
     rules = [rule for name, rule in _BUILTIN.items() if name in guardrails.redact]
     rules += [
         _Rule(regex.compile(pattern), lambda _: "[redacted]")

@@ -36,15 +36,17 @@ class HandlerCollector:
 class _LocalContext:
     """The part of `grpc.aio.ServicerContext` that the servicers and the interceptor use."""
 
+    __slots__ = ("_metadata", "initial_metadata")
+
     def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
         self._metadata = metadata
-        self.initial_metadata: list[tuple[str, str]] = []
+        self.initial_metadata: tuple[tuple[str, str], ...] = ()
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
 
     async def send_initial_metadata(self, metadata: Any) -> None:
-        self.initial_metadata.extend(metadata)
+        self.initial_metadata += tuple(metadata)
 
     async def abort_with_status(self, status: grpc.Status) -> None:
         raise grpc.aio.AioRpcError(
