@@ -270,6 +270,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                         if granting is not None:
                             await granting.send_grant()
                         yield response
+                        # Not held while the next response is made.
+                        del response
                     if granting is not None:
                         await granting.send_grant()
                 except Exception as error:
