@@ -90,12 +90,17 @@ class KnowledgeResponder:
         # Groups are cut as they are sent, not all at once: a paced reply holds only its text.
         position = 0
         while position < len(text):
-            group = _GROUP.match(text, position)
-            assert group is not None
             if interval and position:
                 await self._pacer.wait(interval)
-            position = group.end()
-            yield TextDelta(group.group())
+            group, position = _next_group(text, position)
+            yield TextDelta(group)
+
+
+def _next_group(text: str, position: int) -> tuple[str, int]:
+    """The group of words at `position` in `text`, and where the next one begins."""
+    group = _GROUP.match(text, position)
+    assert group is not None
+    return group.group(), group.end()
 
 
 def reply_text(turn: TurnContext) -> str:
