@@ -2,7 +2,7 @@
 
 Each database round trip through an async driver costs far more than the rows it carries, so
 turn writes (new sessions, messages, usage records) queue up while a transaction is in flight
-and the next transaction takes them all, with one multi-row INSERT per table. A caller's write
+and the next transaction takes them (up to a bound), with one multi-row INSERT per table. A caller's write
 is acknowledged only once its transaction has committed, so nothing acknowledged is lost."""
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from server.store.turn_write import TurnWrite
 
 log = logging.getLogger(__name__)
 
+# The most turn writes one transaction takes.
+_MAX_BATCH = 256
 _SESSIONS = SQLModel.metadata.tables["sessions"]
 _MESSAGES = SQLModel.metadata.tables["messages"]
 _USAGE = SQLModel.metadata.tables["usage_records"]
@@ -55,7 +57,9 @@ class WriteBatcher:
 
     async def _drain(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending, []
+            # At most `_MAX_BATCH` writes a transaction: a burst of thousands of turns ending
+            # at once then holds the rows of one bounded group in memory at a time.
+            batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
             metrics().write_batch_size.observe(len(batch))
             try:
                 results = await self._commit([work for work, _ in batch])

@@ -3,6 +3,7 @@ stores, reserve positions like the async path, and leave writes they do not know
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import sqlite3
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
@@ -247,3 +249,50 @@ async def test_the_store_reads_what_the_writer_stored(tmp_path: Path) -> None:
         assert stored[1].created_at == reply.created_at
     finally:
         await store.close()
+
+
+async def test_a_burst_of_turns_is_written_whole_in_bounded_transactions(tmp_path: Path) -> None:
+    """Six hundred turns ending at once are all stored, in transactions of at most 256 turns
+    (as `switchboard_write_batch_size` counts them), so that a burst's rows never sit in
+    memory all together."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'burst.db'}"
+    migrate(url)
+    store = Store(create_engine(url))
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    count = sample("switchboard_write_batch_size_count")
+    total = sample("switchboard_write_batch_size_sum")
+    over = count - sample("switchboard_write_batch_size_bucket", le="256.0")
+    try:
+        await store.workspaces.ensure("ws_1", "w")
+        agent = await store.agents.create("ws_1", slug="a", config={})
+        sessions = [ids.new_id("sess") for _ in range(600)]
+        await asyncio.gather(
+            *(
+                store.sessions.record_turn(
+                    "ws_1",
+                    agent_id=agent.id,
+                    session_id=session,
+                    new_session=True,
+                    labels={},
+                    messages=[("user", "When?")],
+                    reply=None,
+                    usage=None,
+                )
+                for session in sessions
+            )
+        )
+        stored = await asyncio.gather(*(store.sessions.list_messages(s) for s in sessions))
+        assert all([(m.role, m.content) for m in turn] == [("user", "When?")] for turn in stored)
+    finally:
+        await store.close()
+    assert sample("switchboard_write_batch_size_sum") - total == 600
+    assert sample("switchboard_write_batch_size_count") - count >= 3
+    # No transaction took more than 256 turns.
+    assert (
+        sample("switchboard_write_batch_size_count")
+        - sample("switchboard_write_batch_size_bucket", le="256.0")
+        == over
+    )
