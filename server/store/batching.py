@@ -2,8 +2,9 @@
 
 Each database round trip through an async driver costs far more than the rows it carries, so
 turn writes (new sessions, messages, usage records) queue up while a transaction is in flight
-and the next transaction takes them (up to a bound), with one multi-row INSERT per table. A caller's write
-is acknowledged only once its transaction has committed, so nothing acknowledged is lost."""
+and the next transaction takes them (up to a bound), with one multi-row INSERT per table. A
+caller's write is acknowledged only once its transaction has committed, so nothing
+acknowledged is lost."""
 
 from __future__ import annotations
 
